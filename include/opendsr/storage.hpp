@@ -50,7 +50,9 @@ class read_transaction {
 
   // Visits, in ascending key order, each key that starts with `prefix` and is not less than
   // `from` (an empty `from` starts at the prefix), until the visitor returns false or the keys
-  // with that prefix run out. An empty prefix visits the whole store.
+  // with that prefix run out. An empty prefix visits the whole store. A prefix or `from` longer
+  // than max_key_size is errc::invalid_argument. The visitor may read through this transaction
+  // but must not write through it.
   virtual result<void> scan(std::string_view prefix, std::string_view from,
                             const scan_visitor& visit) = 0;
 };
