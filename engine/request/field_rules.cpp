@@ -100,29 +100,4 @@ std::size_t count_code_points(std::string_view s) noexcept {
   return n;
 }
 
-std::size_t valid_utf8_prefix(std::string_view s) noexcept {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
-    if (b0 < 0x80) len = 1;
-    else if (b0 >= 0xC2 && b0 <= 0xDF) len = 2;
-    else if (b0 == 0xE0) len = 3, lo = 0xA0;
-    else if (b0 == 0xED) len = 3, hi = 0x9F;  // no UTF-16 surrogates
-    else if (b0 >= 0xE1 && b0 <= 0xEF) len = 3;
-    else if (b0 == 0xF0) len = 4, lo = 0x90;
-    else if (b0 >= 0xF1 && b0 <= 0xF3) len = 4;
-    else if (b0 == 0xF4) len = 4, hi = 0x8F;  // nothing above U+10FFFF
-    else return i;
-    if (s.size() - i < len) return i;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return i;
-    }
-    i += len;
-  }
-  return i;
-}
-
 }  // namespace opendsr::detail

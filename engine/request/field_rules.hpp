@@ -24,8 +24,4 @@ bool is_http_url(std::string_view s) noexcept;
 // The number of Unicode code points in s. REQUIRES: s is valid UTF-8.
 std::size_t count_code_points(std::string_view s) noexcept;
 
-// The length of the longest prefix of s that is valid UTF-8 (RFC 3629: no overlong forms,
-// no surrogates, nothing above U+10FFFF).
-std::size_t valid_utf8_prefix(std::string_view s) noexcept;
-
 }  // namespace opendsr::detail

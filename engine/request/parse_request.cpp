@@ -4,6 +4,7 @@
 // their messages are listed in docs/protocol.md.
 #include <opendsr/request.hpp>
 
+#include "common/json_text.hpp"
 #include "request/field_rules.hpp"
 
 #include <boost/container/small_vector.hpp>
@@ -483,9 +484,8 @@ error json_error(std::string_view body, std::size_t offset, const json::error_co
   if (body.empty()) return {errc::invalid_json, "body: is empty (expected a JSON object)"};
   if (ec == json::error::too_deep)
     return {errc::invalid_json, "body: nested deeper than " + std::to_string(max_depth) + " levels"};
-  const std::size_t valid = detail::valid_utf8_prefix(body);
-  if (valid < body.size() && valid <= offset)
-    return {errc::invalid_json, "body: invalid UTF-8 at offset " + std::to_string(valid)};
+  // Boost reports bad UTF-8 as a syntax error; look again so the message says what is wrong.
+  if (!detail::is_valid_utf8(body)) return {errc::invalid_json, "body: invalid UTF-8"};
   return {errc::invalid_json, "body: not valid JSON (" + ec.message() + " at offset " + std::to_string(offset) + ")"};
 }
 
