@@ -1,0 +1,239 @@
+#include "check/invariants.hpp"
+
+#include "lifecycle/machine.hpp"
+#include "outbox/callbacks.hpp"
+#include "store/codec.hpp"
+#include "store/keys.hpp"
+#include "store/record.hpp"
+
+#include <boost/json/parse.hpp>
+
+#include <map>
+#include <set>
+#include <tuple>
+
+namespace opendsr::detail {
+namespace {
+
+namespace json = boost::json;
+
+// Everything in the store, sorted into its tables.
+struct store_index {
+  std::optional<std::string> schema;
+  std::map<std::string, request_record> records;  // by ref
+  std::map<std::string, std::string> conflicts;   // key -> id
+  std::map<std::string, std::string> members;     // key -> id
+  std::map<std::string, std::string> counts;      // key -> value
+  std::map<std::string, std::string> timers;      // key -> event byte
+  // (ref, history index, url index) -> the entries (due, value)
+  std::map<std::tuple<std::string, std::uint8_t, std::uint8_t>, std::vector<std::pair<timestamp, std::string>>> outbox;
+};
+
+class checker {
+ public:
+  std::vector<std::string> problems;
+
+  void add(std::string problem) { problems.push_back(std::move(problem)); }
+
+  void index_key(store_index& s, std::string_view key, std::string_view value) {
+    const std::string k(key), v(value);
+    switch (static_cast<keys::table>(key[0])) {
+      case keys::table::meta:
+        if (k == keys::schema_key()) s.schema = v;
+        else add("unknown meta key");
+        return;
+      case keys::table::request: {
+        const std::string ref = k.substr(1);
+        auto r = decode_record(value);
+        if (!r) add("record " + printable(ref) + ": " + r.error().message());
+        else if (!keys::is_request_ref(ref) || keys::request_ref(r->workspace, r->subject_request_id) != ref)
+          add("record " + r->subject_request_id + " is stored under a key that is not its own");
+        else s.records.emplace(ref, std::move(*r));
+        return;
+      }
+      case keys::table::conflict: s.conflicts.emplace(k, v); return;
+      case keys::table::group_member: s.members.emplace(k, v); return;
+      case keys::table::group_count: s.counts.emplace(k, v); return;
+      case keys::table::timer:
+        if (keys::parse_timer_key(key)) s.timers.emplace(k, v);
+        else add("malformed timer key");
+        return;
+      case keys::table::outbox:
+        if (auto parts = keys::parse_outbox_key(key))
+          s.outbox[{std::string(parts->ref), parts->history_index, parts->url_index}].emplace_back(parts->due, v);
+        else
+          add("malformed outbox key");
+        return;
+    }
+    add("key of unknown table " + std::to_string(static_cast<unsigned char>(key[0])));
+  }
+
+  void check_conflicts(const store_index& s) {
+    std::set<std::string> claimed;
+    for (const auto& [ref, r] : s.records) {
+      const std::string key = keys::conflict_key(r.workspace, r.type, r.conflict_digest);
+      const auto it = s.conflicts.find(key);
+      if (is_terminal(r.status)) {
+        if (it != s.conflicts.end() && it->second == r.subject_request_id)
+          add("terminal request " + r.subject_request_id + " still holds its conflict index entry");
+        continue;
+      }
+      if (it == s.conflicts.end())
+        add("non-terminal request " + r.subject_request_id + " has no conflict index entry");
+      else if (it->second != r.subject_request_id)
+        add("non-terminal request " + r.subject_request_id + " shares its conflict key with " + it->second);
+      else
+        claimed.insert(key);
+    }
+    for (const auto& [key, id] : s.conflicts)
+      if (!claimed.contains(key)) add("conflict index entry naming " + id + " belongs to no non-terminal request");
+  }
+
+  void check_groups(const store_index& s) {
+    // members prefix -> seq -> id
+    std::map<std::string, std::map<std::uint16_t, std::string>> groups;
+    for (const auto& [key, id] : s.members) {
+      const std::string prefix = key.substr(0, key.size() - 2);
+      const auto seq = static_cast<std::uint16_t>(static_cast<unsigned char>(key[key.size() - 2]) << 8 |
+                                                  static_cast<unsigned char>(key[key.size() - 1]));
+      groups[prefix][seq] = id;
+    }
+    std::set<std::string> counted;
+    for (const auto& [prefix, members] : groups) {
+      const std::string count_key = std::string(1, static_cast<char>(keys::table::group_count)) + prefix.substr(1);
+      counted.insert(count_key);
+      const auto count = s.counts.find(count_key);
+      std::uint64_t n = 0;
+      if (count == s.counts.end()) {
+        add("a group with " + std::to_string(members.size()) + " members has no count");
+      } else {
+        byte_reader in(count->second);
+        n = in.varint();
+        if (!in.ok() || !in.at_end()) add("a group count is damaged");
+      }
+      if (n != members.size())
+        add("a group count says " + std::to_string(n) + " but the group has " + std::to_string(members.size()) +
+            " members");
+      std::uint16_t expected_seq = 0;
+      for (const auto& [seq, id] : members) {
+        if (seq != expected_seq++) add("group member sequence numbers have a gap before " + id);
+        const request_record* r = find(s, prefix, id);
+        if (!r) add("group member " + id + " is not a stored request");
+        else if (!r->group_id || keys::group_members_prefix(r->workspace, *r->group_id) != prefix)
+          add("group member " + id + " belongs to another group");
+      }
+    }
+    for (const auto& [key, value] : s.counts)
+      if (!counted.contains(key)) add("a group count has no members");
+    for (const auto& [ref, r] : s.records) {
+      if (!r.group_id) continue;
+      const auto g = groups.find(keys::group_members_prefix(r.workspace, *r.group_id));
+      bool listed = false;
+      if (g != groups.end())
+        for (const auto& [seq, id] : g->second) listed = listed || id == r.subject_request_id;
+      if (!listed) add("request " + r.subject_request_id + " is missing from its group");
+    }
+  }
+
+  void check_timers(const store_index& s) {
+    std::set<std::string> claimed;
+    for (const auto& [ref, r] : s.records) {
+      const auto due = timer_due(r);
+      if (!due) continue;
+      const std::string key = keys::timer_key(*due, ref);
+      const auto it = s.timers.find(key);
+      if (it == s.timers.end()) {
+        add("request " + r.subject_request_id + " (" + std::string(to_string(r.status)) + ") has no timer at " +
+            format_rfc3339(*due));
+        continue;
+      }
+      claimed.insert(key);
+      if (it->second != std::string(1, static_cast<char>(*timed_event(r.status))))
+        add("the timer of request " + r.subject_request_id + " names the wrong event");
+    }
+    for (const auto& [key, event] : s.timers)
+      if (!claimed.contains(key)) add("a timer belongs to no request in a timed status");
+  }
+
+  void check_outbox(const store_index& s) {
+    std::size_t expected_entries = 0;
+    for (const auto& [ref, r] : s.records) {
+      // The statuses the request passed through, creation first.
+      std::vector<request_status> path{r.status};
+      while (path.back() != request_status::pending) path.push_back(previous_status(path.back()));
+      std::reverse(path.begin(), path.end());
+      for (std::uint8_t h = 0; h < path.size(); ++h) {
+        for (std::size_t u = 0; u < r.callback_urls.size(); ++u) {
+          ++expected_entries;
+          const auto it = s.outbox.find({ref, h, static_cast<std::uint8_t>(u)});
+          const std::string what = "the " + std::string(to_string(path[h])) + " callback " + std::to_string(u) +
+                                   " of request " + r.subject_request_id;
+          if (it == s.outbox.end()) {
+            add(what + " is missing");
+            continue;
+          }
+          if (it->second.size() != 1) add(what + " is queued " + std::to_string(it->second.size()) + " times");
+          check_callback(what, r, path[h], r.callback_urls[u], it->second.front().second);
+        }
+      }
+    }
+    std::size_t entries = 0;
+    for (const auto& [id, list] : s.outbox) entries += list.size();
+    if (entries != expected_entries)
+      add(std::to_string(entries) + " outbox entries where the requests' transitions account for " +
+          std::to_string(expected_entries));
+  }
+
+  void check_callback(const std::string& what, const request_record& r, request_status status,
+                      const std::string& url, const std::string& value) {
+    auto entry = decode_outbox_entry(value);
+    if (!entry) return add(what + ": " + entry.error().message());
+    if (entry->url != url) add(what + " goes to the wrong URL");
+    boost::system::error_code ec;
+    json::value body = json::parse(entry->body, ec);
+    if (ec || !body.is_object()) return add(what + " has a body that is not a JSON object");
+    const json::object& o = body.get_object();
+    auto is = [&](const char* key, std::string_view expected) {
+      const json::value* v = o.if_contains(key);
+      return v && v->is_string() && v->get_string() == expected;
+    };
+    if (!is("request_status", to_string(status)) || !is("status_callback_url", url) ||
+        !is("subject_request_id", r.subject_request_id) || !is("controller_id", r.workspace))
+      add(what + " has a body that does not announce it");
+  }
+
+ private:
+  static std::string printable(std::string_view bytes) {
+    std::string out;
+    for (char c : bytes) out += (c >= 0x20 && c < 0x7F) ? c : '.';
+    return out;
+  }
+
+  static const request_record* find(const store_index& s, std::string_view members_prefix, const std::string& id) {
+    // members_prefix is: table, component(workspace), component(group).
+    const std::size_t ws_size = keys::component_size(members_prefix.substr(1));
+    std::string ref(members_prefix.substr(1, ws_size));
+    keys::append_component(ref, id);
+    const auto it = s.records.find(ref);
+    return it == s.records.end() ? nullptr : &it->second;
+  }
+};
+
+}  // namespace
+
+result<std::vector<std::string>> check_invariants(read_transaction& txn) {
+  checker c;
+  store_index s;
+  OPENDSR_TRY(txn.scan({}, {}, [&](std::string_view key, std::string_view value) {
+    c.index_key(s, key, value);
+    return true;
+  }));
+  if (s.schema != std::string(1, keys::schema_version)) c.add("the schema version entry is missing or unknown");
+  c.check_conflicts(s);
+  c.check_groups(s);
+  c.check_timers(s);
+  c.check_outbox(s);
+  return std::move(c.problems);
+}
+
+}  // namespace opendsr::detail

@@ -1,0 +1,254 @@
+#include <opendsr/engine.hpp>
+#include <opendsr/fulfilment.hpp>
+
+#include "common/json_text.hpp"
+#include "intake/admit.hpp"
+#include "lifecycle/timing.hpp"
+#include "lifecycle/transitions.hpp"
+#include "render/documents.hpp"
+#include "store/keys.hpp"
+#include "store/transact.hpp"
+
+#include <limits>
+
+namespace opendsr {
+namespace {
+
+using namespace detail;
+
+error invalid(std::string message) { return error(errc::invalid_argument, std::move(message)); }
+
+result<void> validate(const engine_options& o) {
+  if (o.request.processor_domain.empty() || !is_valid_utf8(o.request.processor_domain))
+    return invalid("request.processor_domain must be a non-empty UTF-8 domain name.");
+  const std::string_view url = o.certificate_url;
+  const bool absolute = (url.starts_with("https://") && url.size() > 8) || (url.starts_with("http://") && url.size() > 7);
+  if (!absolute || !is_valid_utf8(url)) return invalid("certificate_url must be an absolute http or https URL.");
+  if (o.max_group_size < 1 || o.max_group_size > std::numeric_limits<std::uint16_t>::max())
+    return invalid("max_group_size must be between 1 and 65535.");
+  if (o.tick_batch_size < 1) return invalid("tick_batch_size must be at least 1.");
+  if (o.max_transaction_attempts < 1) return invalid("max_transaction_attempts must be at least 1.");
+  return validate_timing(o.timing);
+}
+
+result<void> validate_workspace(std::string_view workspace) {
+  if (workspace.empty() || !is_valid_utf8(workspace)) return invalid("The workspace must be a non-empty UTF-8 string.");
+  return {};
+}
+
+// Creates or checks the schema version entry.
+result<void> check_schema(write_transaction& txn) {
+  const std::string key = keys::schema_key();
+  auto stored = txn.get(key);
+  if (!stored) return std::move(stored).error();
+  if (!*stored) return txn.put(key, std::string_view(&keys::schema_version, 1));
+  if (**stored != std::string_view(&keys::schema_version, 1))
+    return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
+  return {};
+}
+
+// Reads and decodes the record under ref, or errc::not_found.
+result<request_record> load(read_transaction& txn, std::string_view ref) {
+  auto stored = txn.get(keys::request_key(ref));
+  if (!stored) return std::move(stored).error();
+  if (!*stored) return error(errc::not_found);
+  return decode_record(**stored);
+}
+
+// True iff the error is an outcome admit() decided before writing anything.
+bool is_refusal(const error& e) {
+  return e == errc::duplicate_request_id || e == errc::group_full || e == errc::identity_conflict;
+}
+
+}  // namespace
+
+struct engine::impl {
+  impl(storage& s, engine_options o)
+      : store(s),
+        options(std::move(o)),
+        fulfil(options.fulfilment ? *options.fulfilment : default_fulfilment),
+        discovery(render_discovery(options)) {}
+
+  storage& store;
+  engine_options options;
+  scheduled_completion default_fulfilment;
+  opendsr::fulfilment& fulfil;
+  std::string discovery;
+
+  template <class Body>
+  result<void> write(Body&& body) {
+    return run_write(store, options.max_transaction_attempts, std::forward<Body>(body));
+  }
+
+  // One write transaction of tick(): up to tick_batch_size due timers. Returns how many timers
+  // it found due and adds the status changes to `transitions`.
+  result<std::size_t> tick_batch(timestamp now, std::size_t& transitions);
+};
+
+engine::engine(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+engine::engine(engine&&) noexcept = default;
+engine& engine::operator=(engine&&) noexcept = default;
+engine::~engine() = default;
+
+result<engine> engine::open(storage& store, engine_options options) {
+  OPENDSR_TRY(validate(options));
+  auto p = std::make_unique<impl>(store, std::move(options));
+  OPENDSR_TRY(p->write(check_schema));
+  return engine(std::move(p));
+}
+
+const engine_options& engine::options() const noexcept { return impl_->options; }
+
+const std::string& engine::discovery() const noexcept { return impl_->discovery; }
+
+result<receipt> engine::submit(std::string_view workspace, std::string_view body, timestamp received) {
+  const submission one{workspace, body, received};
+  return std::move(submit_batch({&one, 1}).front());
+}
+
+std::vector<result<receipt>> engine::submit_batch(std::span<const submission> batch) {
+  std::vector<result<receipt>> out;
+  std::vector<std::optional<request>> parsed(batch.size());
+  out.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (auto ok = validate_workspace(batch[i].workspace); !ok) {
+      out.emplace_back(std::move(ok).error());
+      continue;
+    }
+    auto req = parse_request(batch[i].body, impl_->options.request);
+    if (!req) {
+      out.emplace_back(std::move(req).error());
+      continue;
+    }
+    parsed[i] = std::move(*req);
+    out.emplace_back(errc::internal);  // replaced below
+  }
+
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (!parsed[i]) continue;
+      auto r = admit(txn, impl_->options, batch[i].workspace, *parsed[i], batch[i].body, batch[i].received_time);
+      if (r)
+        out[i] = make_receipt(*r);
+      else if (is_refusal(r.error()))
+        out[i] = std::move(r).error();
+      else
+        return std::move(r).error();
+    }
+    return {};
+  });
+  if (!outcome)
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      if (parsed[i]) out[i] = outcome.error();
+  return out;
+}
+
+result<status_document> engine::status(std::string_view workspace, std::string_view subject_request_id) const {
+  OPENDSR_TRY(validate_workspace(workspace));
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  auto r = load(**txn, keys::request_ref(workspace, subject_request_id));
+  if (!r) return std::move(r).error();
+  return make_status(*r);
+}
+
+result<group_document> engine::group(std::string_view workspace, std::string_view group_id) const {
+  OPENDSR_TRY(validate_workspace(workspace));
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  std::vector<std::string> ids;
+  OPENDSR_TRY((*txn)->scan(keys::group_members_prefix(workspace, group_id), {},
+                           [&](std::string_view, std::string_view id) {
+                             ids.emplace_back(id);
+                             return ids.size() < impl_->options.max_group_size;
+                           }));
+  std::vector<status_document> members;
+  members.reserve(ids.size());
+  for (const std::string& id : ids) {
+    auto r = load(**txn, keys::request_ref(workspace, id));
+    if (!r && r.error() == errc::not_found)
+      return error(errc::storage_corrupt, "A group member entry names a request that is not stored: " + id + ".");
+    if (!r) return std::move(r).error();
+    members.push_back(make_status(*r));
+  }
+  return make_group(std::move(members));
+}
+
+result<cancellation> engine::cancel(std::string_view workspace, std::string_view subject_request_id, timestamp now) {
+  OPENDSR_TRY(validate_workspace(workspace));
+  std::optional<request_record> cancelled;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto r = load(txn, keys::request_ref(workspace, subject_request_id));
+    if (!r) return std::move(r).error();
+    OPENDSR_TRY(catch_up(txn, impl_->options.timing, impl_->fulfil, *r, now));
+    OPENDSR_TRY(apply_event(txn, impl_->options.timing, *r, lifecycle_event::cancel, now));
+    cancelled = std::move(*r);
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return make_cancellation(*cancelled);
+}
+
+result<std::size_t> engine::impl::tick_batch(timestamp now, std::size_t& transitions) {
+  std::size_t found = 0;
+  std::size_t changes = 0;
+  auto outcome = write([&](write_transaction& txn) -> result<void> {
+    std::vector<std::string> due;
+    OPENDSR_TRY(txn.scan(keys::prefix(keys::table::timer), {}, [&](std::string_view key, std::string_view) {
+      const auto parts = keys::parse_timer_key(key);
+      if (parts && parts->due > now) return false;
+      due.emplace_back(key);  // a malformed key is reported below
+      return due.size() < options.tick_batch_size;
+    }));
+    found = due.size();
+    changes = 0;
+    for (const std::string& key : due) {
+      const auto parts = keys::parse_timer_key(key);
+      if (!parts) return error(errc::storage_corrupt, "A stored timer key is malformed.");
+      auto r = load(txn, parts->ref);
+      if (!r && r.error() == errc::not_found)
+        return error(errc::storage_corrupt, "A timer names a request that is not stored.");
+      if (!r) return std::move(r).error();
+      if (timer_due(*r) != parts->due)
+        return error(errc::storage_corrupt, "The timer of request " + r->subject_request_id +
+                                                " disagrees with its record.");
+      auto n = catch_up(txn, options.timing, fulfil, *r, now);
+      if (!n) return std::move(n).error();
+      changes += *n;
+    }
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  transitions += changes;
+  return found;
+}
+
+result<tick_report> engine::tick(timestamp now) {
+  tick_report report;
+  for (;;) {
+    auto found = impl_->tick_batch(now, report.transitions);
+    if (!found) return std::move(found).error();
+    if (*found < impl_->options.tick_batch_size) break;
+  }
+  auto next = next_due();
+  if (!next) return std::move(next).error();
+  report.next_due = *next;
+  return report;
+}
+
+result<std::optional<timestamp>> engine::next_due() const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  std::optional<timestamp> due;
+  bool malformed = false;
+  OPENDSR_TRY((*txn)->scan(keys::prefix(keys::table::timer), {}, [&](std::string_view key, std::string_view) {
+    const auto parts = keys::parse_timer_key(key);
+    if (parts) due = parts->due;
+    malformed = !parts;
+    return false;
+  }));
+  if (malformed) return error(errc::storage_corrupt, "A stored timer key is malformed.");
+  return due;
+}
+
+}  // namespace opendsr

@@ -1,0 +1,37 @@
+// Applying the state machine to stored requests: every status change writes, in the caller's
+// transaction, everything it causes (the record, the timer moved, the conflict index entry
+// removed when terminal, and one callback per URL).
+#pragma once
+
+#include <opendsr/engine_options.hpp>
+#include <opendsr/fulfilment.hpp>
+#include <opendsr/result.hpp>
+#include <opendsr/storage.hpp>
+#include <opendsr/time.hpp>
+
+#include "lifecycle/machine.hpp"
+#include "store/record.hpp"
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace opendsr::detail {
+
+// Stores r in its current status with what that status causes: its timer moved from
+// `old_timer` (nullopt: a new request) to timer_due(r), its conflict index entry removed if the
+// status is terminal, and its callbacks queued for the first flush not before `now`.
+// `ref` is keys::request_ref(r.workspace, r.subject_request_id).
+result<void> write_status(write_transaction& txn, const timing_policy& timing, const request_record& r,
+                          std::string_view ref, std::optional<timestamp> old_timer, timestamp now);
+
+// Moves r from its status by `event` at `now` (guard() decides) and writes the result.
+result<void> apply_event(write_transaction& txn, const timing_policy& timing, request_record& r,
+                         lifecycle_event event, timestamp now);
+
+// Performs every timed transition of r due at or before `now`, in order, polling `fulfil` for
+// completions. Returns how many status changes happened.
+result<std::size_t> catch_up(write_transaction& txn, const timing_policy& timing, fulfilment& fulfil,
+                             request_record& r, timestamp now);
+
+}  // namespace opendsr::detail

@@ -1,0 +1,110 @@
+#include "render/documents.hpp"
+
+#include <opendsr/identity.hpp>
+
+#include "common/base64.hpp"
+#include "common/json_text.hpp"
+
+#include <algorithm>
+
+namespace opendsr::detail {
+namespace {
+
+std::optional<timestamp> shown_completion(const request_record& r) {
+  if (r.status == request_status::cancelled) return std::nullopt;
+  return r.expected_completion;
+}
+
+}  // namespace
+
+receipt make_receipt(const request_record& r) {
+  receipt out{r.subject_request_id, r.received_time, r.expected_completion, {}};
+  std::string encoded;
+  append_base64(encoded, r.body);
+  json_object_writer(out.body)
+      .time("expected_completion_time", r.expected_completion)
+      .time("received_time", r.received_time)
+      .string("encoded_request", encoded)
+      .string("subject_request_id", r.subject_request_id)
+      .string("controller_id", r.workspace)
+      .close();
+  return out;
+}
+
+status_document make_status(const request_record& r) {
+  status_document out{r.subject_request_id, r.type, r.status, r.received_time, shown_completion(r),
+                      r.group_id, r.results_url, {}};
+  json_object_writer(out.body)
+      .string("controller_id", r.workspace)
+      .time("expected_completion_time", out.expected_completion_time)
+      .string("subject_request_id", r.subject_request_id)
+      .string_or_null("group_id", r.group_id)
+      .string("request_status", to_string(r.status))
+      .string("api_version", api_version)
+      .string_or_null("results_url", r.results_url)
+      .null("extensions")
+      .close();
+  return out;
+}
+
+cancellation make_cancellation(const request_record& r) {
+  cancellation out{r.subject_request_id, r.status_time, {}};
+  json_object_writer(out.body)
+      .null("expected_completion_time")
+      .time("received_time", r.status_time)
+      .string("subject_request_id", r.subject_request_id)
+      .string("controller_id", r.workspace)
+      .close();
+  return out;
+}
+
+group_document make_group(std::vector<status_document> members) {
+  group_document out{std::move(members), "["};
+  for (std::size_t i = 0; i < out.members.size(); ++i) {
+    if (i > 0) out.body += ',';
+    out.body += out.members[i].body;
+  }
+  out.body += ']';
+  return out;
+}
+
+std::string render_callback(const request_record& r, std::string_view url) {
+  std::string body;
+  json_object_writer(body)
+      .string("controller_id", r.workspace)
+      .time("expected_completion_time", shown_completion(r))
+      .string("status_callback_url", url)
+      .string("subject_request_id", r.subject_request_id)
+      .string("request_status", to_string(r.status))
+      .string_or_null("results_url", r.results_url)
+      .null("extensions")
+      .string("api_version", api_version)
+      .string_or_null("group_id", r.group_id)
+      .close();
+  return body;
+}
+
+std::string render_discovery(const engine_options& options) {
+  // The standard types, in name order as mParticle lists them; the extension-only types are not
+  // advertised (mParticle does not list them either).
+  std::vector<std::string_view> names;
+  for (std::size_t i = 0; i < standard_identity_type_count; ++i)
+    names.push_back(opendsr_name(static_cast<identity_type>(i)));
+  std::sort(names.begin(), names.end());
+  std::string identities = "[";
+  for (std::string_view name : names) {
+    if (identities.size() > 1) identities += ',';
+    json_object_writer(identities).string("identity_type", name).string("identity_format", "raw").close();
+  }
+  identities += ']';
+  std::string body;
+  json_object_writer(body)
+      .string("api_version", api_version)
+      .raw("supported_identities", identities)
+      .raw("supported_subject_request_types", R"(["access","erasure","portability"])")
+      .string("processor_certificate", options.certificate_url)
+      .close();
+  return body;
+}
+
+}  // namespace opendsr::detail

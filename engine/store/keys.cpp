@@ -1,0 +1,127 @@
+#include "store/keys.hpp"
+
+#include <opendsr/storage.hpp>
+
+namespace opendsr::detail::keys {
+namespace {
+
+constexpr std::size_t time_size = 8;
+constexpr std::size_t max_component_size = 1 + max_inline_component;
+
+// The outbox key is the longest: table, time, a ref of two components, two index bytes.
+constexpr std::size_t max_ref_size = 2 * max_component_size;
+static_assert(1 + time_size + max_ref_size + 2 <= storage::max_key_size, "every key must fit");
+
+}  // namespace
+
+void append_component(std::string& key, std::string_view s) {
+  if (s.size() <= max_inline_component) {
+    key += static_cast<char>(s.size());
+    key += s;
+  } else {
+    key += static_cast<char>(hashed_component);
+    key += as_bytes(sha256(s));
+  }
+}
+
+std::size_t component_size(std::string_view encoded) noexcept {
+  if (encoded.empty()) return 0;
+  const auto head = static_cast<unsigned char>(encoded[0]);
+  const std::size_t size = head == hashed_component ? 1 + std::tuple_size_v<sha256_digest>
+                           : head <= max_inline_component ? 1 + std::size_t{head}
+                                                          : 0;
+  return size <= encoded.size() ? size : 0;
+}
+
+std::string request_ref(std::string_view workspace, std::string_view id) {
+  std::string ref;
+  append_component(ref, workspace);
+  append_component(ref, id);
+  return ref;
+}
+
+bool is_request_ref(std::string_view ref) noexcept {
+  const std::size_t first = component_size(ref);
+  if (first == 0) return false;
+  const std::size_t second = component_size(ref.substr(first));
+  return second != 0 && first + second == ref.size();
+}
+
+std::string schema_key() { return prefix(table::meta) + "schema"; }
+
+std::string request_key(std::string_view ref) { return prefix(table::request).append(ref); }
+
+std::string conflict_key(std::string_view workspace, request_type type, const sha256_digest& canonical_digest) {
+  std::string key = prefix(table::conflict);
+  append_component(key, workspace);
+  key += static_cast<char>(type);
+  key += as_bytes(canonical_digest);
+  return key;
+}
+
+std::string group_count_key(std::string_view workspace, std::string_view group_id) {
+  std::string key = prefix(table::group_count);
+  append_component(key, workspace);
+  append_component(key, group_id);
+  return key;
+}
+
+std::string group_members_prefix(std::string_view workspace, std::string_view group_id) {
+  std::string key = prefix(table::group_member);
+  append_component(key, workspace);
+  append_component(key, group_id);
+  return key;
+}
+
+std::string group_member_key(std::string_view members_prefix, std::uint16_t seq) {
+  std::string key(members_prefix);
+  key += static_cast<char>(seq >> 8);
+  key += static_cast<char>(seq & 0xFF);
+  return key;
+}
+
+void append_time(std::string& key, timestamp t) {
+  const auto u = static_cast<std::uint64_t>(t.time_since_epoch().count()) ^ (std::uint64_t{1} << 63);
+  for (int shift = 56; shift >= 0; shift -= 8) key += static_cast<char>(u >> shift);
+}
+
+timestamp read_time(std::string_view bytes) noexcept {
+  std::uint64_t u = 0;
+  for (std::size_t i = 0; i < time_size; ++i) u = u << 8 | static_cast<unsigned char>(bytes[i]);
+  return timestamp(std::chrono::microseconds(static_cast<std::int64_t>(u ^ (std::uint64_t{1} << 63))));
+}
+
+std::string timer_key(timestamp due, std::string_view ref) {
+  std::string key = prefix(table::timer);
+  append_time(key, due);
+  key += ref;
+  return key;
+}
+
+std::string outbox_key(timestamp due, std::string_view ref, std::uint8_t history_index, std::uint8_t url_index) {
+  std::string key = prefix(table::outbox);
+  append_time(key, due);
+  key += ref;
+  key += static_cast<char>(history_index);
+  key += static_cast<char>(url_index);
+  return key;
+}
+
+std::string prefix(table t) { return std::string(1, static_cast<char>(t)); }
+
+std::optional<timer_key_parts> parse_timer_key(std::string_view key) noexcept {
+  if (key.size() < 1 + time_size || key[0] != static_cast<char>(table::timer)) return std::nullopt;
+  std::string_view ref = key.substr(1 + time_size);
+  if (!is_request_ref(ref)) return std::nullopt;
+  return timer_key_parts{read_time(key.substr(1)), ref};
+}
+
+std::optional<outbox_key_parts> parse_outbox_key(std::string_view key) noexcept {
+  if (key.size() < 1 + time_size + 2 || key[0] != static_cast<char>(table::outbox)) return std::nullopt;
+  std::string_view ref = key.substr(1 + time_size, key.size() - 1 - time_size - 2);
+  if (!is_request_ref(ref)) return std::nullopt;
+  return outbox_key_parts{read_time(key.substr(1)), ref, static_cast<std::uint8_t>(key[key.size() - 2]),
+                          static_cast<std::uint8_t>(key[key.size() - 1])};
+}
+
+}  // namespace opendsr::detail::keys

@@ -1,0 +1,108 @@
+// opendsr::engine: the sans-I/O core of an OpenDSR processor.
+//
+// The engine turns inputs (a submission, a cancellation, the passage of time) into state changes
+// and outbound work (callbacks in the outbox), each inside one storage transaction. It keeps no
+// per-request state in memory: everything lives in the storage under the engine's own key schema
+// (docs/engine.md), so a new engine over the same storage continues where the last one stopped.
+//
+// Workspaces are opaque, non-empty UTF-8 strings (the controller_id of the responses); every
+// request, group and id is scoped to one, and nothing reveals another workspace's requests.
+//
+// Expected outcomes are error values (result<T>):
+//   errc::invalid_json, errc::invalid_request  the body breaks the v3 contract (parse_request)
+//   errc::duplicate_request_id                 the id exists in the workspace, in any state
+//   errc::group_full                           the group already holds max_group_size requests
+//   errc::identity_conflict                    a pending or in_progress request of the same type
+//                                              has the same identities; the message names it
+//   errc::not_found                            no such request in this workspace
+//   errc::invalid_operation                    cancel of a request that is not pending
+//   errc::invalid_argument                     an empty or non-UTF-8 workspace
+// and storage errors (errc::storage_*) pass through. A storage_conflict at commit re-runs the
+// whole transaction, up to engine_options::max_transaction_attempts times.
+//
+// Thread safety: every method may be called from any thread, concurrently; the storage
+// serializes writers. Ownership: the engine refers to the storage (and to the fulfilment in the
+// options), which must outlive it.
+#pragma once
+
+#include <opendsr/documents.hpp>
+#include <opendsr/engine_options.hpp>
+#include <opendsr/result.hpp>
+#include <opendsr/storage.hpp>
+#include <opendsr/time.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace opendsr {
+
+// One POST /requests of a batch.
+struct submission {
+  std::string_view workspace;
+  std::string_view body;    // the exact request body bytes
+  timestamp received_time;  // when the processor received it
+};
+
+// What one tick() did.
+struct tick_report {
+  std::size_t transitions = 0;        // status changes performed
+  std::optional<timestamp> next_due;  // as next_due() after the tick
+};
+
+class engine {
+ public:
+  // Validates the options (errc::invalid_argument naming the option) and the store's schema
+  // version (errc::storage_corrupt if the store was written by an incompatible version), and
+  // records the schema version in a new store.
+  static result<engine> open(storage& store, engine_options options);
+
+  engine(engine&&) noexcept;
+  engine& operator=(engine&&) noexcept;
+  ~engine();
+
+  const engine_options& options() const noexcept;
+
+  // Creates a request from a POST /requests body received at `received`: parses it, then, in one
+  // write transaction, refuses a duplicate id, a full group or an identity conflict (in that
+  // order), else stores the request, its indexes, its first timer and the callbacks its creation
+  // causes. Returns the 201 receipt.
+  result<receipt> submit(std::string_view workspace, std::string_view body, timestamp received);
+
+  // Submits every element in ONE write transaction (group commit); result i belongs to batch[i].
+  // The elements take effect in order, so a later one sees the earlier ones (a repeated id is a
+  // duplicate). A storage failure fails every element that parsed; nothing of the batch is kept.
+  std::vector<result<receipt>> submit_batch(std::span<const submission> batch);
+
+  // The status object of one request.
+  result<status_document> status(std::string_view workspace, std::string_view subject_request_id) const;
+
+  // The status objects of a group, in submission order (at most max_group_size).
+  result<group_document> group(std::string_view workspace, std::string_view group_id) const;
+
+  // Cancels a pending request; `now` is when the cancellation was received. Work already due at
+  // `now` happens first, so a request whose cancel window closed is refused even before the
+  // tick that starts its processing. Returns the 202 body.
+  result<cancellation> cancel(std::string_view workspace, std::string_view subject_request_id, timestamp now);
+
+  // The discovery body (unsigned): api_version, supported identities, request types, certificate.
+  const std::string& discovery() const noexcept;
+
+  // Performs every transition due at or before `now` (processing starts, completions), in write
+  // transactions of at most tick_batch_size timers each.
+  result<tick_report> tick(timestamp now);
+
+  // When tick() next has work: the earliest timer, or nullopt if none.
+  result<std::optional<timestamp>> next_due() const;
+
+ private:
+  struct impl;
+  explicit engine(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace opendsr
