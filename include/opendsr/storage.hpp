@@ -13,7 +13,11 @@
 //   Destroying a write transaction that was not committed aborts it and leaves nothing behind.
 // - commit() may return errc::storage_conflict (stores with concurrent writers, such as several
 //   engine nodes sharing one database): the caller re-runs the whole transaction from the start.
-//   A conflict leaves nothing behind.
+//   A conflict leaves nothing behind. put() and erase() may return it too, when the adapter had
+//   to restart the transaction and could not (LMDB growing its map while readers stay open).
+// - A write transaction whose call failed (other than errc::invalid_argument for a bad key or
+//   scan bound) may be over: abandon it. After commit() returns, any call but destruction fails
+//   with errc::invalid_argument.
 // - Durable adapters: once commit() returns success, the writes survive a crash of the process.
 //
 // Thread safety: storage's methods may be called from any thread concurrently. A transaction is

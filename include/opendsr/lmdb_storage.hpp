@@ -1,0 +1,100 @@
+// lmdb_storage: the storage seam on LMDB, the durable embedded default.
+//
+// It meets the whole contract of <opendsr/storage.hpp>: snapshot reads (LMDB's MVCC), one writer
+// at a time, atomic commits, and with sync_mode::durable (the default) a commit that returned
+// success survives a crash of the process or the machine. Transactions are not tied to threads
+// (MDB_NOTLS), so a read transaction may move between threads.
+//
+// Decisions
+// - The directory: open() creates it (and missing parents) when absent. It holds LMDB's
+//   data.mdb and lock.mdb and our opendsr.lock. A directory that cannot be created or written is
+//   errc::storage_io, and the message names the path.
+// - One owner: open() takes an exclusive flock(2) on <path>/opendsr.lock, so a second opendsrd
+//   (or a second lmdb_storage in the same process, which LMDB forbids) on the same directory
+//   fails at once with errc::storage_locked. Read-only LMDB tools (mdb_stat, mdb_dump) that do
+//   not take that lock may still read the store.
+// - Stale readers: open() clears the reader slots of processes that died inside a read
+//   transaction (mdb_reader_check), so their snapshots no longer pin old pages.
+// - Growth: the map starts at initial_map_size. When a write transaction finds it full
+//   (MDB_MAP_FULL), the transaction keeps a log of its own puts and erases, so the adapter aborts
+//   it, doubles the map (at most to max_map_size), begins it again and replays the log; the
+//   caller sees nothing but a slower call. The writer stays held throughout, so the replayed
+//   transaction sees exactly the state its caller read. LMDB may change the map size only while
+//   no transaction of the process is open: the growing writer waits, up to growth_wait, for every
+//   read transaction to end (new ones may still begin; keep read transactions short).
+//   - At max_map_size: errc::storage_full. The transaction is over; the store works on.
+//   - Readers still open after growth_wait: errc::storage_conflict (retryable; the transaction is
+//     over, re-run it).
+//   - The growing thread itself holds another open transaction, which would wait for itself:
+//     errc::invalid_argument at once. Never begin a write while the same thread holds a read.
+// - Errors: every LMDB error becomes an errc at this edge, with a message that names the path
+//   and the operation, never a key or value. A write transaction that fails is over: its later
+//   calls return the same error.
+#pragma once
+
+#include <opendsr/result.hpp>
+#include <opendsr/storage.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+
+namespace opendsr {
+
+enum class sync_mode {
+  // fsync on every commit: an acknowledged commit survives a power loss.
+  durable,
+  // UNSAFE, for tests and benchmarks only: commits are not flushed (MDB_NOSYNC). A crash of the
+  // operating system or machine may lose recent commits or corrupt the store; a crash of the
+  // process alone loses nothing.
+  no_sync,
+};
+
+struct lmdb_options {
+  // The directory holding the store. REQUIRES: not empty.
+  std::filesystem::path path;
+  // The map's first size in bytes, rounded up to the page size. On Linux the map costs address
+  // space, not disk: the file grows only as pages are written. Default: 1 GiB.
+  std::size_t initial_map_size = std::size_t{1} << 30;
+  // The size the map never grows past; past it writes fail with errc::storage_full.
+  // REQUIRES: >= initial_map_size. Default: 256 GiB.
+  std::size_t max_map_size = std::size_t{256} << 30;
+  // Default: durable. no_sync is unsafe; see sync_mode.
+  sync_mode sync = sync_mode::durable;
+  // The most read transactions open at once across every process using the store; one more
+  // fails with errc::storage_full. REQUIRES: >= 1. Default: 126 (LMDB's default).
+  unsigned max_readers = 126;
+  // How long a write that must grow the map waits for open read transactions to end.
+  // Default: 10 s.
+  std::chrono::milliseconds growth_wait{10'000};
+};
+
+namespace detail {
+class lmdb_env;
+}  // namespace detail
+
+class lmdb_storage final : public storage {
+ public:
+  // Opens (creating when absent) the store in options.path.
+  // Errors: invalid_argument (options), storage_io (directory missing and not creatable, not
+  // writable, I/O), storage_locked (another owner holds it), storage_corrupt (not an LMDB store,
+  // or written by an incompatible LMDB).
+  static result<std::unique_ptr<lmdb_storage>> open(lmdb_options options);
+
+  ~lmdb_storage() override;
+
+  result<std::unique_ptr<read_transaction>> begin_read() override;
+  result<std::unique_ptr<write_transaction>> begin_write() override;
+
+  // The current map size in bytes.
+  std::size_t map_size() const;
+  // How many stale reader slots open() cleared.
+  int stale_readers_cleared() const noexcept;
+
+ private:
+  explicit lmdb_storage(std::unique_ptr<detail::lmdb_env> env);
+  std::unique_ptr<detail::lmdb_env> env_;
+};
+
+}  // namespace opendsr
