@@ -5,6 +5,8 @@
 // parses the wire into an http_request and writes an http_response back.
 #pragma once
 
+#include <opendsr/error.hpp>
+
 #include <algorithm>
 #include <cstddef>
 #include <functional>
@@ -81,7 +83,7 @@ struct http_request {
 
 struct http_response {
   int status = 200;
-  http_headers headers;  // the server adds Content-Length, Date, Connection and Server itself
+  http_headers headers;  // the server sets Content-Length and Connection itself
   std::string body;
 };
 
@@ -115,6 +117,14 @@ class http_handler {
   // A returned response is sent at once; if the request announced a body, the server then closes
   // the connection after the response instead of reading the body.
   virtual http_head_decision on_head(const http_request& head) = 0;
+
+  // Returns the response for a request the server itself refuses, before or instead of
+  // on_head(): errc::invalid_request for a malformed request line, header or body encoding, or a
+  // header over the server's limit; errc::payload_too_large for a body over the server's limit;
+  // errc::internal if a body handler dropped its responder without calling it. `e.message()`
+  // says what happened. After a request it could not read whole, the server closes the
+  // connection once this response is sent.
+  virtual http_response on_error(const error& e) = 0;
 };
 
 // Runs both phases on a request that is already complete, for servers that read the whole body

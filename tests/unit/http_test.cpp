@@ -62,6 +62,7 @@ class echo_handler final : public http_handler {
       respond(http_response{200, {}, r.method + " " + r.target + " " + r.body});
     });
   }
+  http_response on_error(const error& e) override { return http_response{400, {}, e.message()}; }
   std::string seen_body_at_head = "unset";
 };
 
