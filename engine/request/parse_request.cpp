@@ -499,6 +499,8 @@ result<request> parse_request(std::string_view body, const parse_options& option
   const std::size_t consumed = parser.write_some(false, body.data(), body.size(), ec);
   if (std::optional<error>& failure = parser.handler().failure()) return std::move(*failure);
   if (ec) return json_error(body, consumed, ec, options.max_depth);
+  // write_some stops after one complete value (and its trailing whitespace); more is an error.
+  if (consumed != body.size()) return json_error(body, consumed, json::error::extra_data, options.max_depth);
   return std::move(parser.handler().parsed());
 }
 
