@@ -2,6 +2,7 @@
 // sliding window across GET, POST and DELETE, and new requests per UTC day.
 #pragma once
 
+#include <opendsr/rate_limits.hpp>
 #include <opendsr/result.hpp>
 #include <opendsr/time.hpp>
 
@@ -15,15 +16,6 @@
 #include <unordered_map>
 
 namespace opendsr::detail {
-
-struct rate_limits {
-  // API calls allowed per workspace per sliding window; 0 disables the limit. Default: 1,000.
-  std::uint32_t calls_per_window = 1000;
-  // The sliding window, at least 1 s. Default: 60 s.
-  std::chrono::seconds window{60};
-  // New requests (POSTs) allowed per workspace per UTC day; 0 disables the limit. Default: 80,000.
-  std::uint32_t new_requests_per_day = 80000;
-};
 
 // Returns errc::invalid_argument, naming the field, unless the limits are usable.
 result<void> validate(const rate_limits& limits);

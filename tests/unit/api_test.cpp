@@ -1,0 +1,317 @@
+// The OpenDSR HTTP API layer, driven as a server would drive it, on the memory adapter with a
+// manual clock, a recording signer and a plain-text secret hasher (the Botan ones are tested in
+// botan_test; here what matters is when they are called).
+#include <opendsr/api.hpp>
+#include <opendsr/memory_storage.hpp>
+
+#include "common/base64.hpp"
+#include "../support/engine_fixture.hpp"
+#include "../support/request_bodies.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+
+namespace opendsr {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::make_body;
+using testing::seed_body;
+using testing::uuid_v4;
+
+const std::string seed_id = "a7551968-d5d6-44b2-9831-815ac9017798";
+
+// Signs with a readable stand-in and counts the calls.
+class recording_signer final : public signer {
+ public:
+  result<std::string> sign(std::string_view bytes) const override {
+    ++calls;
+    return "sig:" + std::to_string(std::hash<std::string_view>{}(bytes));
+  }
+  std::string_view processor_domain() const override { return "opendsr.example.com"; }
+  std::string_view certificate_url() const override { return "https://opendsr.example.com/opendsr_cert.pem"; }
+  std::string_view certificate_pem() const override { return "-----BEGIN CERTIFICATE-----\n...\n"; }
+  mutable std::atomic<int> calls = 0;
+};
+
+// Stores "plain:" + secret and counts the (in production, slow) checks.
+class counting_hasher final : public secret_hasher {
+ public:
+  result<std::string> hash(std::string_view secret) const override { return "plain:" + std::string(secret); }
+  result<bool> check(std::string_view secret, std::string_view stored) const override {
+    ++checks;
+    return stored == "plain:" + std::string(secret);
+  }
+  mutable std::atomic<int> checks = 0;
+};
+
+const std::string key_a = "key-a", secret_a = "secret-of-workspace-a";
+const std::string key_b = "key-b", secret_b = "secret-of-workspace-b";
+
+std::string basic(std::string_view key, std::string_view secret) {
+  return "Basic " + detail::base64_encode(std::string(key) + ":" + std::string(secret));
+}
+
+class Api : public ::testing::Test {
+ protected:
+  Api() {
+    EXPECT_TRUE(workspaces_.add("3622", key_a, secret_a));
+    EXPECT_TRUE(workspaces_.add("4308", key_b, secret_b));
+  }
+  void SetUp() override { open({}); }
+
+  void open(api_options options) {
+    api_.reset();
+    auto a = api::open(engine_, signer_, workspaces_, clock_, std::move(options));
+    ASSERT_TRUE(a) << a.error().message();
+    api_ = std::move(*a);
+  }
+
+  http_response call(std::string method, std::string target, std::string body = {},
+                     std::optional<std::string> authorization = basic(key_a, secret_a)) {
+    http_request r{std::move(method), std::move(target), {}, std::move(body)};
+    if (authorization) r.headers.set("Authorization", *authorization);
+    if (r.method == "POST") {
+      r.headers.set("Content-Type", "application/json");
+      r.headers.set("Content-Length", std::to_string(r.body.size()));
+    }
+    return api_->handle(std::move(r));
+  }
+
+  static std::string header(const http_response& r, std::string_view name) {
+    return std::string(r.headers.get(name).value_or("<none>"));
+  }
+
+  void expect_error(const http_response& r, int status, std::string_view message_part = {}) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_TRUE(r.body.starts_with("{\"code\":" + std::to_string(status) + ",")) << r.body;
+    EXPECT_EQ(header(r, "Content-Type"), "application/json");
+    EXPECT_EQ(header(r, "Cache-Control"), "no-store");
+    EXPECT_FALSE(r.headers.contains("X-OpenDSR-Signature"));
+    if (!message_part.empty()) {
+      EXPECT_NE(r.body.find(message_part), std::string::npos) << r.body;
+    }
+  }
+
+  void expect_signed(const http_response& r) {
+    EXPECT_EQ(header(r, "X-OpenDSR-Processor-Domain"), "opendsr.example.com");
+    EXPECT_EQ(header(r, "X-OpenDSR-Signature"), *signer_.sign(r.body));
+    EXPECT_EQ(header(r, "Content-Type"), "application/json");
+  }
+
+  memory_storage store_;
+  memory_storage directory_store_;
+  engine engine_ = engine::open(store_, testing::test_options()).value();
+  recording_signer signer_;
+  counting_hasher hasher_;
+  workspace_directory workspaces_{directory_store_, hasher_};
+  manual_clock clock_{testing::at("2021-11-29T18:16:24Z")};
+  std::unique_ptr<api> api_;
+};
+
+TEST_F(Api, SubmitsTheSeedRequestAndSignsThe201) {
+  http_response r = call("POST", "/v3/requests/", seed_body);
+  ASSERT_EQ(r.status, 201) << r.body;
+  expect_signed(r);
+  EXPECT_NE(r.body.find("\"subject_request_id\":\"" + seed_id + "\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"controller_id\":\"3622\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"received_time\":\"2021-11-29T18:16:24Z\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"expected_completion_time\":\"2021-12-09T00:00:00Z\""), std::string::npos) << r.body;
+  EXPECT_EQ(header(r, "X-mp-rate-limit-percentage-used"), "0");
+}
+
+TEST_F(Api, ReadsStatusAndReusesTheSignatureOfUnchangedBytes) {
+  ASSERT_EQ(call("POST", "/v3/requests", seed_body).status, 201);
+  http_response first = call("GET", "/v3/requests/" + seed_id);
+  ASSERT_EQ(first.status, 200) << first.body;
+  expect_signed(first);
+  EXPECT_NE(first.body.find("\"request_status\":\"pending\""), std::string::npos) << first.body;
+  const int calls = signer_.calls;
+  http_response second = call("GET", "/v3/requests/" + seed_id);
+  EXPECT_EQ(second.body, first.body);
+  EXPECT_EQ(header(second, "X-OpenDSR-Signature"), header(first, "X-OpenDSR-Signature"));
+  EXPECT_EQ(signer_.calls, calls) << "the second read signed again";
+}
+
+TEST_F(Api, ListsAGroupAndRequiresTheGroupId) {
+  ASSERT_EQ(call("POST", "/v3/requests", seed_body).status, 201);
+  http_response group = call("GET", "/v3/requests?group_id=my-group");
+  ASSERT_EQ(group.status, 200) << group.body;
+  expect_signed(group);
+  EXPECT_TRUE(group.body.starts_with("[{")) << group.body;
+  EXPECT_EQ(call("GET", "/v3/requests?group_id=no%20such%20group").body, "[]");
+  expect_error(call("GET", "/v3/requests"), 400, "group_id");
+  expect_error(call("GET", "/v3/requests?group_id=%zz"), 400, "percent-encoding");
+}
+
+TEST_F(Api, CancelsAPendingRequestOnceAndSignsThe202) {
+  ASSERT_EQ(call("POST", "/v3/requests", seed_body).status, 201);
+  http_response r = call("DELETE", "/v3/requests/" + seed_id);
+  ASSERT_EQ(r.status, 202) << r.body;
+  expect_signed(r);
+  EXPECT_NE(r.body.find("\"expected_completion_time\":null"), std::string::npos) << r.body;
+  expect_error(call("DELETE", "/v3/requests/" + seed_id), 400);
+}
+
+TEST_F(Api, DiscoveryAndTheCertificateArePublicAndUnsigned) {
+  for (const char* target : {"/v3/discovery", "/v3/discovery/"}) {
+    http_response r = call("GET", target, {}, std::nullopt);
+    ASSERT_EQ(r.status, 200) << target;
+    EXPECT_EQ(r.body, engine_.discovery());
+    EXPECT_FALSE(r.headers.contains("X-OpenDSR-Signature"));
+  }
+  EXPECT_EQ(call("GET", "/v3/discovery", {}, basic(key_a, "wrong-secret-but-ignored")).status, 200);
+  http_response cert = call("GET", "/opendsr_cert.pem", {}, std::nullopt);
+  EXPECT_EQ(cert.status, 200);
+  EXPECT_EQ(cert.body, signer_.certificate_pem());
+  EXPECT_EQ(header(cert, "Content-Type"), "application/x-pem-file");
+}
+
+TEST_F(Api, UnknownPathsAre404AndWrongMethods405WithAllow) {
+  for (const char* target : {"/", "/v2/requests", "/v3/request", "/v3/requests/a/b", "/v3/status", "/v3/requestsX"})
+    expect_error(call("GET", target), 404);
+  http_response put = call("PUT", "/v3/requests/" + seed_id, "{}");
+  expect_error(put, 405);
+  EXPECT_EQ(header(put, "Allow"), "GET, DELETE");
+  EXPECT_EQ(header(call("DELETE", "/v3/requests"), "Allow"), "GET, POST");
+  EXPECT_EQ(header(call("POST", "/v3/discovery", "{}"), "Allow"), "GET");
+  EXPECT_EQ(call("PATCH", "/v3/requests/x", {}, std::nullopt).status, 405) << "405 comes before 401";
+}
+
+TEST_F(Api, MissingMalformedOrWrongCredentialsAre401WithAChallenge) {
+  const std::optional<std::string> bad[] = {
+      std::nullopt,
+      "Bearer abc",
+      "Basic !!!notbase64",
+      "Basic " + detail::base64_encode("no-colon"),
+      basic(key_a, secret_b),
+      basic("no-such-key", secret_a),
+  };
+  for (const auto& authorization : bad) {
+    http_response r = call("GET", "/v3/requests/" + seed_id, {}, authorization);
+    expect_error(r, 401);
+    EXPECT_EQ(header(r, "WWW-Authenticate"), "Basic realm=\"opendsr\"");
+    EXPECT_EQ(r.body.find(secret_a), std::string::npos);
+    EXPECT_EQ(r.body.find(secret_b), std::string::npos);
+  }
+}
+
+TEST_F(Api, TheSlowSecretCheckRunsOncePerKey) {
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(call("GET", "/v3/requests/" + seed_id).status, 404);
+  EXPECT_EQ(hasher_.checks, 1);
+  expect_error(call("GET", "/v3/requests/" + seed_id, {}, basic(key_a, "another-secret-entirely")), 401);
+  EXPECT_EQ(hasher_.checks, 1) << "a wrong secret for a remembered key needs no slow check";
+  ASSERT_TRUE(workspaces_.remove(key_a));
+  expect_error(call("GET", "/v3/requests/" + seed_id), 401);
+}
+
+TEST_F(Api, ARequestOfAnotherWorkspaceIsNotFound) {
+  ASSERT_EQ(call("POST", "/v3/requests", seed_body).status, 201);
+  expect_error(call("GET", "/v3/requests/" + seed_id, {}, basic(key_b, secret_b)), 404);
+  expect_error(call("DELETE", "/v3/requests/" + seed_id, {}, basic(key_b, secret_b)), 404);
+  EXPECT_EQ(call("GET", "/v3/requests?group_id=my-group", {}, basic(key_b, secret_b)).body, "[]");
+  EXPECT_EQ(call("POST", "/v3/requests", seed_body, basic(key_b, secret_b)).status, 201) << "ids are per workspace";
+}
+
+TEST_F(Api, EngineRefusalsKeepTheirStatusAndNeverEchoIdentityValues) {
+  ASSERT_EQ(call("POST", "/v3/requests", seed_body).status, 201);
+  expect_error(call("POST", "/v3/requests", seed_body), 400, "Subject request already exists.");
+  std::string again = seed_body;
+  again.replace(again.find(seed_id), seed_id.size(), uuid_v4(7));
+  expect_error(call("POST", "/v3/requests", again), 409);
+  http_response bad = call("POST", "/v3/requests", make_body({.id = uuid_v4(8), .identities = {{"email", ""}, {"fax", "555-0100"}}}));
+  expect_error(bad, 400);
+  EXPECT_EQ(bad.body.find("555-0100"), std::string::npos) << bad.body;
+  expect_error(call("POST", "/v3/requests", "{not json"), 400);
+}
+
+TEST_F(Api, ChecksRunInTheSpecifiedOrder) {
+  // body size before credentials: a 413 needs no credentials
+  http_request big{"POST", "/v3/requests", {}, {}};
+  big.headers.set("Content-Length", "300000");
+  auto decision = api_->on_head(big);
+  ASSERT_TRUE(std::holds_alternative<http_response>(decision)) << "refused before the body is read";
+  expect_error(std::get<http_response>(decision), 413);
+  // credentials before the content type
+  http_request text{"POST", "/v3/requests", {}, {}};
+  text.headers.set("Content-Type", "text/plain");
+  expect_error(api_->handle(text), 401);
+  text.headers.set("Authorization", basic(key_a, secret_a));
+  expect_error(api_->handle(text), 415);
+  text.headers.set("Content-Type", "Application/JSON; charset=utf-8");
+  text.body = seed_body;
+  EXPECT_EQ(api_->handle(text).status, 201);
+}
+
+TEST_F(Api, APostWithAcceptableHeadersWaitsForItsBody) {
+  http_request head{"POST", "/v3/requests", {}, {}};
+  head.headers.set("Authorization", basic(key_a, secret_a));
+  head.headers.set("Content-Type", "application/json");
+  auto decision = api_->on_head(head);
+  ASSERT_TRUE(std::holds_alternative<http_body_handler>(decision));
+  http_response out;
+  head.body = std::string(256 * 1024 + 1, ' ');  // a chunked body has no Content-Length to refuse early
+  std::get<http_body_handler>(decision)(head, [&](http_response r) { out = std::move(r); });
+  expect_error(out, 413);
+}
+
+TEST_F(Api, AThousandCallsAMinuteThenA429UntilRetryAfter) {
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(call("GET", "/v3/requests/" + seed_id).status, 404) << i;
+  http_response refused = call("GET", "/v3/requests/" + seed_id);
+  expect_error(refused, 429);
+  EXPECT_EQ(header(refused, "Retry-After"), "60");
+  EXPECT_EQ(header(refused, "X-mp-rate-limit-exceeded"), "workspace");
+  EXPECT_EQ(call("GET", "/v3/requests/" + seed_id, {}, basic(key_b, secret_b)).status, 404) << "another workspace";
+  EXPECT_EQ(call("GET", "/v3/discovery", {}, std::nullopt).status, 200) << "discovery is not limited";
+  clock_.advance(std::chrono::seconds(std::stoi(header(refused, "Retry-After"))));
+  http_response again = call("POST", "/v3/requests", seed_body);
+  EXPECT_EQ(again.status, 201) << again.body;
+  EXPECT_EQ(header(again, "X-mp-rate-limit-percentage-used"), "0");
+}
+
+TEST_F(Api, TransportErrorsGetTheOpenDsrBody) {
+  expect_error(api_->on_error(error(errc::invalid_request, "malformed HTTP request: bad method")), 400, "bad method");
+  expect_error(api_->on_error(error(errc::payload_too_large)), 413);
+}
+
+TEST_F(Api, OpenRefusesUnusableOptions) {
+  auto refused = [&](auto change) {
+    api_options o;
+    change(o);
+    return !api::open(engine_, signer_, workspaces_, clock_, o);
+  };
+  EXPECT_TRUE(refused([](api_options& o) { o.base_path = "v3"; }));
+  EXPECT_TRUE(refused([](api_options& o) { o.base_path = "/v3/"; }));
+  EXPECT_TRUE(refused([](api_options& o) { o.max_body_bytes = 0; }));
+  EXPECT_TRUE(refused([](api_options& o) { o.limits.window = 0s; }));
+  EXPECT_FALSE(refused([](api_options&) {}));
+}
+
+TEST(WorkspaceDirectory, AddsListsAndRemovesKeys) {
+  memory_storage store;
+  counting_hasher hasher;
+  workspace_directory d(store, hasher);
+  ASSERT_TRUE(d.add("3622", "k1", "0123456789abcdef"));
+  ASSERT_TRUE(d.add("3622", "k2", "0123456789abcdefg"));
+  auto taken = d.add("9999", "k1", "0123456789abcdef");
+  ASSERT_FALSE(taken);
+  EXPECT_NE(taken.error().message().find("already in use"), std::string::npos);
+  EXPECT_FALSE(d.add("", "k3", "0123456789abcdef"));
+  EXPECT_FALSE(d.add("bad\nid", "k3", "0123456789abcdef"));
+  EXPECT_FALSE(d.add("3622", "has:colon", "0123456789abcdef"));
+  EXPECT_FALSE(d.add("3622", "k3", "short"));
+  auto listed = d.list();
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[1].api_key, "k2");
+  EXPECT_EQ((*listed)[1].workspace_id, "3622");
+  EXPECT_EQ(d.authenticate("k2", "0123456789abcdefg").value(), "3622");
+  EXPECT_EQ(d.remove("k2").value(), true);
+  EXPECT_EQ(d.remove("k2").value(), false);
+  EXPECT_EQ(d.authenticate("k2", "0123456789abcdefg").error(), errc::unauthorized);
+}
+
+}  // namespace
+}  // namespace opendsr
