@@ -448,6 +448,10 @@ TEST(ParseRequest, RokuPublishingIdIsAnAliasOfRokuPublisherId) {
                                        R"("email":{"value":"SECRET-3","encoding":"raw"},)"
                                        R"("roku_publishing_id":{"value":"SECRET-2","encoding":"raw"}})")),
                        errc::invalid_json, "subject_identities: duplicate key \"roku_publishing_id\""));
+  // Once the alias was used, a repeated key of another type is still a plain duplicate key.
+  EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{"roku_publishing_id":{"value":"SECRET-1","encoding":"raw"},)" +
+                                       std::string(email) + "," + std::string(email) + "}")),
+                       errc::invalid_json, "subject_identities: duplicate key \"email\""));
 }
 
 TEST(ParseRequest, AtLeastOneIdentity) {
