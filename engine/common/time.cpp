@@ -125,6 +125,11 @@ result<timestamp> parse_rfc3339(std::string_view text) {
 
   timestamp local_minute = midnight + hours(hour) + minutes(minute);
   timestamp utc_minute = local_minute - offset;
+  // An offset can carry 0000-01-01 or 9999-12-31 out of the four-digit years, which
+  // format_rfc3339 could not write back.
+  constexpr auto first_day = std::chrono::sys_days(std::chrono::year(0) / 1 / 1);
+  constexpr auto after_last_day = std::chrono::sys_days(std::chrono::year(10000) / 1 / 1);
+  if (utc_minute < first_day || utc_minute >= after_last_day) return defect("instant before year 0000 or after 9999 in UTC");
   if (second == 60) {
     // RFC 3339 places a leap second at 23:59:60 UTC only; it is clamped into the same second
     // as :59, so ordering within the day is kept and no value overflows into the next day.

@@ -14,7 +14,9 @@ using timestamp = std::chrono::sys_time<std::chrono::microseconds>;
 
 // Parses an RFC 3339 date-time ("2021-11-01T15:00:00Z", any numeric offset, 'T'/'t' separator,
 // 'Z'/'z', up to 9 fraction digits: digits past the sixth are truncated) or a full date
-// ("2022-01-05", meaning 00:00:00Z that day). Leap second 60 is accepted and clamped to :59.999999.
+// ("2022-01-05", meaning 00:00:00Z that day). Leap second 60 is accepted at 23:59 UTC only and
+// clamped to :59.999999. The instant must fall in years 0000-9999 in UTC, so format_rfc3339
+// writes back what was read.
 // Returns errc::invalid_argument with a message naming the defect on anything else.
 result<timestamp> parse_rfc3339(std::string_view text);
 

@@ -57,6 +57,8 @@ TEST(ParseRfc3339, LeapSecondClampsToLastMicrosecondOfTheMinute) {
 TEST(ParseRfc3339, Extremes) {
   EXPECT_EQ(parsed("0000-01-01T00:00:00Z"), utc(0, 1, 1));
   EXPECT_EQ(parsed("9999-12-31T23:59:59.999999Z"), utc(9999, 12, 31, 23, 59, 59, 999999));
+  EXPECT_EQ(parsed("0000-01-01T01:30:00+01:00"), utc(0, 1, 1, 0, 30));
+  EXPECT_EQ(parsed("9999-12-31T22:30:00-01:00"), utc(9999, 12, 31, 23, 30));
 }
 
 class ParseRfc3339Rejects : public ::testing::TestWithParam<std::string_view> {};
@@ -81,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(OutOfRange, ParseRfc3339Rejects, ::testing::Values(
     "2021-13-01", "2021-00-01", "2021-01-00", "2021-01-32", "2021-02-29", "2021-02-30", "2021-04-31",
     "1900-02-29", "2021-11-01T24:00:00Z", "2021-11-01T23:60:00Z", "2021-11-01T23:59:61Z",
     "2021-11-01T15:00:00+24:00", "2021-11-01T15:00:00+01:60", "2021-11-01T12:00:60Z",
-    "2016-12-31T23:59:60+01:00"));
+    "2016-12-31T23:59:60+01:00", "0000-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"));
 
 TEST(FormatRfc3339, WholeSecondsWithoutFraction) {
   EXPECT_EQ(format_rfc3339(utc(2021, 12, 9)), "2021-12-09T00:00:00Z");
