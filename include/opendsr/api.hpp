@@ -49,6 +49,11 @@ struct api_options {
   rate_limits limits;
   // The shape of error bodies. Default: mParticle's top-level form.
   error_body_form error_form = error_body_form::top_level;
+  // The most POSTs committed in one write transaction. Submissions that arrive while a commit is
+  // in progress wait and are committed together (group commit), each on its caller's thread;
+  // the server needs more threads than cores for batches to form. 1 commits each alone.
+  // Default: 64.
+  std::size_t max_commit_batch = 64;
   // How many distinct signed bodies to remember for signature reuse; 0 signs every response.
   // Default: 16384 (about 6 MiB).
   std::size_t signature_cache_entries = 16384;
