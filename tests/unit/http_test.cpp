@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 namespace opendsr {
 namespace {
@@ -66,14 +67,20 @@ class echo_handler final : public http_handler {
   std::string seen_body_at_head = "unset";
 };
 
-TEST(Dispatch, HeadSeesNoBodyAndTheBodyHandlerSeesAll) {
-  echo_handler h;
+// Dispatches one request; returns the response and how many times the responder was called.
+std::pair<http_response, int> dispatch_once(http_handler& h, http_request request) {
   http_response out;
   int calls = 0;
-  dispatch(h, http_request{"POST", "/v3/requests", {}, "{}"}, [&](http_response r) {
+  dispatch(h, std::move(request), [&](http_response r) {
     out = std::move(r);
     ++calls;
   });
+  return {std::move(out), calls};
+}
+
+TEST(Dispatch, HeadSeesNoBodyAndTheBodyHandlerSeesAll) {
+  echo_handler h;
+  auto [out, calls] = dispatch_once(h, http_request{"POST", "/v3/requests", {}, "{}"});
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(h.seen_body_at_head, "");
   EXPECT_EQ(out.status, 200);
@@ -82,12 +89,7 @@ TEST(Dispatch, HeadSeesNoBodyAndTheBodyHandlerSeesAll) {
 
 TEST(Dispatch, AnEarlyResponseSkipsTheBodyHandler) {
   echo_handler h;
-  http_response out;
-  int calls = 0;
-  dispatch(h, http_request{"DELETE", "/v3/requests/x", {}, "ignored"}, [&](http_response r) {
-    out = std::move(r);
-    ++calls;
-  });
+  auto [out, calls] = dispatch_once(h, http_request{"DELETE", "/v3/requests/x", {}, "ignored"});
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(out.status, 405);
   EXPECT_EQ(out.body, "no");
