@@ -137,7 +137,8 @@ lmdb_env::~lmdb_env() {
 result<MDB_txn*> lmdb_env::begin_txn(unsigned flags) {
   const auto self = std::this_thread::get_id();
   {
-    std::lock_guard lock(gate_);
+    std::unique_lock lock(gate_);
+    grown_.wait(lock, [&] { return !growing_ || open_by_thread_.contains(self); });
     ++open_txns_;
     ++open_by_thread_[self];
   }
@@ -179,7 +180,11 @@ result<void> lmdb_env::grow_map() {
                  where + ": the map must grow, which needs every transaction of the process "
                          "ended, but the writing thread itself holds " +
                      std::to_string(it->second) + " open; end them before writing");
-  if (!idle_.wait_for(lock, options_.growth_wait, [&] { return open_txns_ == 0; }))
+  growing_ = true;
+  const bool idle = idle_.wait_for(lock, options_.growth_wait, [&] { return open_txns_ == 0; });
+  growing_ = false;
+  grown_.notify_all();  // the growth (below) finishes under gate_, before anyone begins
+  if (!idle)
     return error(errc::storage_conflict,
                  where + ": the map must grow, but " + std::to_string(open_txns_) +
                      " read transactions stayed open for " +

@@ -66,9 +66,14 @@ class lmdb_env {
   int stale_readers_cleared_ = 0;
 
   // Open transactions of this process, in all and per thread that began them. The map is
-  // resized while gate_ is held, so begin_txn() waits exactly then.
+  // resized while gate_ is held. While a growth waits for open transactions to end, a thread
+  // that holds none may not begin one (growing_), so a steady stream of short readers cannot
+  // starve the growth; a thread that already holds one may, since holding it back would only
+  // make the growth wait for it.
   std::mutex gate_;
   std::condition_variable idle_;
+  std::condition_variable grown_;
+  bool growing_ = false;
   std::size_t open_txns_ = 0;
   std::unordered_map<std::thread::id, std::size_t> open_by_thread_;
 
