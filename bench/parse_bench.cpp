@@ -63,8 +63,8 @@ void parse_request_vs_floor(benchmark::State& state, const std::string& body) {
   state.counters["vs_monotonic"] = monotonic_total / ours_total;
 }
 
-const std::string seed_body(opendsr::test_bodies::seed_example);
-const std::string every_identity_body = opendsr::test_bodies::every_identity_but_mpid();
+const std::string& seed_body = opendsr::testing::seed_body;
+const std::string every_identity_body = opendsr::testing::every_identity_but_mpid_body();
 
 BENCHMARK_CAPTURE(parse_request_vs_floor, seed_example, seed_body)
     ->UseManualTime()->Repetitions(3)->ReportAggregatesOnly(true);

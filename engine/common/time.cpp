@@ -41,6 +41,17 @@ class cursor {
     return v;
   }
 
+  // Consumes "<first_width digits><sep><2 digits><sep><2 digits>" (a date or a time of day).
+  // Returns false, having consumed an unspecified part, if the text does not have that shape.
+  bool fields(std::size_t first_width, char sep, std::int64_t& a, std::int64_t& b, std::int64_t& c) noexcept {
+    a = digits(first_width);
+    if (a < 0 || !take(sep)) return false;
+    b = digits(2);
+    if (b < 0 || !take(sep)) return false;
+    c = digits(2);
+    return c >= 0;
+  }
+
   // Consumes one or more decimal digits; returns how many. Writes the first `keep` of them,
   // right-padded with zeros to `keep` digits, to `value`.
   std::size_t fraction(std::size_t keep, std::int64_t& value) noexcept {
@@ -78,12 +89,8 @@ void append_padded(std::string& out, std::int64_t v, int width) {
 
 result<timestamp> parse_rfc3339(std::string_view text) {
   cursor in(text);
-  std::int64_t year = in.digits(4);
-  if (year < 0 || !in.take('-')) return defect("expected a date as YYYY-MM-DD");
-  std::int64_t month = in.digits(2);
-  if (month < 0 || !in.take('-')) return defect("expected a date as YYYY-MM-DD");
-  std::int64_t day = in.digits(2);
-  if (day < 0) return defect("expected a date as YYYY-MM-DD");
+  std::int64_t year, month, day;
+  if (!in.fields(4, '-', year, month, day)) return defect("expected a date as YYYY-MM-DD");
   if (month < 1 || month > 12) return defect("month out of range");
   std::chrono::year_month_day date{std::chrono::year(static_cast<int>(year)),
                                    std::chrono::month(static_cast<unsigned>(month)),
@@ -93,12 +100,8 @@ result<timestamp> parse_rfc3339(std::string_view text) {
   if (in.at_end()) return midnight;
 
   if (!in.take('T', 't')) return defect("expected 'T' between date and time");
-  std::int64_t hour = in.digits(2);
-  if (hour < 0 || !in.take(':')) return defect("expected a time as HH:MM:SS");
-  std::int64_t minute = in.digits(2);
-  if (minute < 0 || !in.take(':')) return defect("expected a time as HH:MM:SS");
-  std::int64_t second = in.digits(2);
-  if (second < 0) return defect("expected a time as HH:MM:SS");
+  std::int64_t hour, minute, second;
+  if (!in.fields(2, ':', hour, minute, second)) return defect("expected a time as HH:MM:SS");
   if (hour > 23) return defect("hour out of range");
   if (minute > 59) return defect("minute out of range");
   if (second > 60) return defect("second out of range");

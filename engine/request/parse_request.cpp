@@ -167,11 +167,7 @@ class request_handler {
   }
 
   bool on_key(json::string_view last, std::size_t, json::error_code&) {
-    if (key_buffer_.empty()) return on_whole_key({last.data(), last.size()});
-    key_buffer_.append(last.data(), last.size());
-    const bool ok = on_whole_key(key_buffer_);
-    key_buffer_.clear();
-    return ok;
+    return whole(key_buffer_, last, &request_handler::on_whole_key);
   }
 
   bool on_string_part(json::string_view part, std::size_t, json::error_code&) {
@@ -180,11 +176,7 @@ class request_handler {
   }
 
   bool on_string(json::string_view last, std::size_t, json::error_code&) {
-    if (string_buffer_.empty()) return on_whole_string({last.data(), last.size()});
-    string_buffer_.append(last.data(), last.size());
-    const bool ok = on_whole_string(string_buffer_);
-    string_buffer_.clear();
-    return ok;
+    return whole(string_buffer_, last, &request_handler::on_whole_string);
   }
 
   bool on_int64(std::int64_t, json::string_view, json::error_code&) { return on_scalar(); }
@@ -220,6 +212,16 @@ class request_handler {
   bool push(frame_kind kind) {
     stack_.push_back({kind, 0, keys_.size()});
     return true;
+  }
+
+  // Hands a key or string to `handle` whole: the parser delivers text holding escapes in parts,
+  // which `parts` has collected; the usual case, no parts, is passed on without a copy.
+  bool whole(std::string& parts, json::string_view last, bool (request_handler::*handle)(std::string_view)) {
+    if (parts.empty()) return (this->*handle)({last.data(), last.size()});
+    parts.append(last.data(), last.size());
+    const bool ok = (this->*handle)(parts);
+    parts.clear();
+    return ok;
   }
 
   bool on_scalar() { return on_scalar_in(next_slot()); }

@@ -78,7 +78,7 @@ timestamp utc(int y, unsigned mo, unsigned d, int h = 0) { return sys_days(year(
 // --- the seed and the model ---------------------------------------------------------------
 
 TEST(ParseRequest, SeedExampleParsesToTheModel) {
-  const result<request> r = parse(test_bodies::seed_example);
+  const result<request> r = parse(testing::seed_body);
   ASSERT_TRUE(accepted(r));
   EXPECT_EQ(r->regulation, regulation::gdpr);
   EXPECT_EQ(r->subject_request_id, "a7551968-d5d6-44b2-9831-815ac9017798");
@@ -105,19 +105,19 @@ TEST(ParseRequest, MinimalBodyTakesTheDefaults) {
 }
 
 TEST(ParseRequest, EveryIdentityTypeButMpidTogetherSortedByType) {
-  const result<request> r = parse(test_bodies::every_identity_but_mpid());
+  const result<request> r = parse(testing::every_identity_but_mpid_body());
   ASSERT_TRUE(accepted(r));
   ASSERT_EQ(r->identities.size(), identity_type_count - 1);
   std::size_t i = 0;
   for (std::size_t t = 0; t < identity_type_count; ++t) {
     if (static_cast<identity_type>(t) == identity_type::mpid) continue;
     EXPECT_EQ(r->identities[i].type, static_cast<identity_type>(t));
-    EXPECT_EQ(r->identities[i].value, test_bodies::value_for(static_cast<identity_type>(t)));
+    EXPECT_EQ(r->identities[i].value, testing::value_for(static_cast<identity_type>(t)));
     ++i;
   }
-  EXPECT_EQ(r->regulation, regulation::ccpa);
   EXPECT_EQ(r->type, request_type::access);
   EXPECT_TRUE(r->skip_waiting_period);
+  EXPECT_EQ(r->group_id, "batch-7");
 }
 
 TEST(ParseRequest, IdentitiesAreSortedWhateverTheOrderWritten) {
