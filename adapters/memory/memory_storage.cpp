@@ -188,10 +188,10 @@ class memory_read_transaction final : public read_transaction {
 
 class memory_write_transaction final : public write_transaction {
  public:
-  explicit memory_write_transaction(memory_state& state)
-      : state_(&state), base_(state.acquire_writer()) {
+  explicit memory_write_transaction(memory_state& state) : state_(&state) {
     view_.push_back(&writes_);
-    add_layers(view_, base_);
+    // The latest state stays unchanged while this transaction holds the writer.
+    add_layers(view_, state.acquire_writer());
   }
 
   ~memory_write_transaction() override {
@@ -257,9 +257,8 @@ class memory_write_transaction final : public write_transaction {
   }
 
   memory_state* state_;  // null once committed
-  const layer* base_;    // the latest state when this began; unchanged while we hold the writer
   entries writes_;
-  sources view_;  // writes_, then base_ and its ancestors
+  sources view_;  // writes_, then the layers of the latest state, newest first
 };
 
 }  // namespace
