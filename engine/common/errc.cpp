@@ -20,6 +20,7 @@ class category final : public std::error_category {
       case errc::unauthorized:
         return "The credentials provided in the request are not valid. Check the credentials used to authenticate.";
       case errc::rate_limited: return "Too many requests have been submitted.";
+      case errc::unavailable: return "The service cannot take the request now; retry later.";
       case errc::payload_too_large: return "The request body is too large.";
       case errc::unsupported_media_type: return "The Content-Type must be application/json.";
       case errc::method_not_allowed: return "The method is not allowed for this resource.";

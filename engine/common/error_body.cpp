@@ -32,7 +32,8 @@ http_mapping mapping(errc e) noexcept {
     case errc::storage_corrupt:
     case errc::internal: return {500, "InternalServerErrorException"};
     // Transient: the same call may succeed later (is_retryable(storage_conflict) is true).
-    case errc::storage_conflict: return {503, "ServiceUnavailableException"};
+    case errc::storage_conflict:
+    case errc::unavailable: return {503, "ServiceUnavailableException"};
     case errc::storage_full: return {507, "InsufficientStorageException"};
   }
   return {500, "InternalServerErrorException"};

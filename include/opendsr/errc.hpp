@@ -29,6 +29,9 @@ enum class errc {
   unauthorized,
   // A workspace rate limit was exceeded; retry later.
   rate_limited,
+  // The processor cannot take the request now (its intake queue is full, or it is shutting
+  // down); retry later (HTTP 503).
+  unavailable,
   // The body is larger than the configured limit.
   payload_too_large,
   // The Content-Type is not application/json.
@@ -60,7 +63,7 @@ inline std::error_code make_error_code(errc e) noexcept {
 
 // True iff re-running the same operation later may succeed.
 constexpr bool is_retryable(errc e) noexcept {
-  return e == errc::storage_conflict || e == errc::rate_limited;
+  return e == errc::storage_conflict || e == errc::rate_limited || e == errc::unavailable;
 }
 
 }  // namespace opendsr
