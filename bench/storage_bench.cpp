@@ -261,17 +261,22 @@ key_maker& big_store_keys() {
   return keys;
 }
 
+template <class S>
+void fill_big_store(S& s) {
+  const std::string value(128, 'v');
+  for (std::uint64_t n = 0; n < big_store_entries;) {
+    s.begin_write();
+    for (int i = 0; i < 10'000; ++i) s.put(big_store_keys()(n++), value);
+    s.commit();
+  }
+}
+
 // The 1M-entry LMDB store, built once per run through the adapter (no-sync), closed between uses.
 const fs::path& big_lmdb_store() {
   static scratch_dir dir;
   static const bool built = [] {
     through_seam s(open_lmdb(dir.path(), sync_mode::no_sync));
-    const std::string value(128, 'v');
-    for (std::uint64_t n = 0; n < big_store_entries;) {
-      s.begin_write();
-      for (int i = 0; i < 10'000; ++i) s.put(big_store_keys()(n++), value);
-      s.commit();
-    }
+    fill_big_store(s);
     return true;
   }();
   (void)built;
@@ -295,12 +300,7 @@ void random_get(benchmark::State& state, backend b) {
   if (b == backend::memory) {
     static through_seam memory = [] {
       through_seam s(std::make_unique<opendsr::memory_storage>());
-      const std::string value(128, 'v');
-      for (std::uint64_t n = 0; n < big_store_entries;) {
-        s.begin_write();
-        for (int i = 0; i < 10'000; ++i) s.put(big_store_keys()(n++), value);
-        s.commit();
-      }
+      fill_big_store(s);
       return s;
     }();
     return random_gets(state, memory);

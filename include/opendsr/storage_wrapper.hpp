@@ -27,11 +27,14 @@
 
 namespace opendsr {
 
-class read_transaction_wrapper : public read_transaction {
+namespace detail {
+
+// Forwards the read calls to an owned target; the base of both transaction wrappers.
+template <class Transaction>
+class forwarding_reads : public Transaction {
  public:
   // REQUIRES: target is not null.
-  explicit read_transaction_wrapper(std::unique_ptr<read_transaction> target)
-      : target_(std::move(target)) {}
+  explicit forwarding_reads(std::unique_ptr<Transaction> target) : target_(std::move(target)) {}
 
   result<std::optional<std::string_view>> get(std::string_view key) override {
     return target_->get(key);
@@ -41,35 +44,28 @@ class read_transaction_wrapper : public read_transaction {
     return target_->scan(prefix, from, visit);
   }
 
-  read_transaction& target() noexcept { return *target_; }
+  Transaction& target() noexcept { return *target_; }
 
  private:
-  std::unique_ptr<read_transaction> target_;
+  std::unique_ptr<Transaction> target_;
 };
 
-class write_transaction_wrapper : public write_transaction {
+}  // namespace detail
+
+class read_transaction_wrapper : public detail::forwarding_reads<read_transaction> {
  public:
-  // REQUIRES: target is not null.
-  explicit write_transaction_wrapper(std::unique_ptr<write_transaction> target)
-      : target_(std::move(target)) {}
+  using forwarding_reads::forwarding_reads;
+};
 
-  result<std::optional<std::string_view>> get(std::string_view key) override {
-    return target_->get(key);
-  }
-  result<void> scan(std::string_view prefix, std::string_view from,
-                    const scan_visitor& visit) override {
-    return target_->scan(prefix, from, visit);
-  }
+class write_transaction_wrapper : public detail::forwarding_reads<write_transaction> {
+ public:
+  using forwarding_reads::forwarding_reads;
+
   result<void> put(std::string_view key, std::string_view value) override {
-    return target_->put(key, value);
+    return target().put(key, value);
   }
-  result<bool> erase(std::string_view key) override { return target_->erase(key); }
-  result<void> commit() override { return target_->commit(); }
-
-  write_transaction& target() noexcept { return *target_; }
-
- private:
-  std::unique_ptr<write_transaction> target_;
+  result<bool> erase(std::string_view key) override { return target().erase(key); }
+  result<void> commit() override { return target().commit(); }
 };
 
 class storage_wrapper : public storage {
