@@ -2,7 +2,6 @@
 
 #include "api/rate_limiter.hpp"
 #include "api/signature_cache.hpp"
-#include "api/submit_combiner.hpp"
 #include "common/base64.hpp"
 
 #include <algorithm>
@@ -129,7 +128,6 @@ struct api::impl {
   api_options options_;
   detail::rate_limiter limiter_;
   detail::signature_cache signatures_;
-  detail::submit_combiner submissions_;
   std::string certificate_path_;
 
   impl(engine& e, const signer& s, const workspace_directory& w, const clock& c, api_options o)
@@ -140,7 +138,6 @@ struct api::impl {
         options_(std::move(o)),
         limiter_(options_.limits),
         signatures_(options_.signature_cache_entries),
-        submissions_(e, options_.max_commit_batch),
         certificate_path_(url_path(s.certificate_url())) {}
 
   http_response error_response(const error& e) const {
@@ -258,7 +255,8 @@ struct api::impl {
 
   http_response create(const std::string& workspace, std::string_view body, int used) {
     if (body.size() > options_.max_body_bytes) return too_large();  // a chunked body has no Content-Length
-    auto receipt = submissions_.submit(workspace, body, clock_.now());
+    const timestamp now = clock_.now();
+    auto receipt = options_.committer ? options_.committer->submit(workspace, body, now) : engine_.submit(workspace, body, now);
     if (!receipt) return error_response(receipt.error());
     return signed_response(201, std::move(receipt->body), used, false);
   }
@@ -269,7 +267,6 @@ result<std::unique_ptr<api>> api::open(engine& engine, const signer& signer, con
   if (options.base_path.size() < 2 || options.base_path.front() != '/' || options.base_path.back() == '/')
     return error(errc::invalid_argument, "base_path must start with '/' and not end with one, e.g. \"/v3\"");
   if (options.max_body_bytes == 0) return error(errc::invalid_argument, "max_body_bytes must be at least 1");
-  if (options.max_commit_batch == 0) return error(errc::invalid_argument, "max_commit_batch must be at least 1");
   OPENDSR_TRY(detail::validate(options.limits));
   return std::unique_ptr<api>(new api(std::make_unique<impl>(engine, signer, workspaces, clock, std::move(options))));
 }

@@ -28,6 +28,7 @@
 #include <opendsr/clock.hpp>
 #include <opendsr/engine.hpp>
 #include <opendsr/error_body.hpp>
+#include <opendsr/group_commit.hpp>
 #include <opendsr/http.hpp>
 #include <opendsr/rate_limits.hpp>
 #include <opendsr/result.hpp>
@@ -49,11 +50,11 @@ struct api_options {
   rate_limits limits;
   // The shape of error bodies. Default: mParticle's top-level form.
   error_body_form error_form = error_body_form::top_level;
-  // The most POSTs committed in one write transaction. Submissions that arrive while a commit is
-  // in progress wait and are committed together (group commit), each on its caller's thread;
-  // the server needs more threads than cores for batches to form. 1 commits each alone.
-  // Default: 64.
-  std::size_t max_commit_batch = 64;
+  // Commits POSTs together with the others that arrive at the same time (group commit); not
+  // owned. Each POST waits on its own server thread for its batch to commit, then renders and
+  // signs its response there, so the server needs more threads than cores for batches to form.
+  // Default (nullptr): each POST commits alone.
+  group_committer* committer = nullptr;
   // How many distinct signed bodies to remember for signature reuse; 0 signs every response.
   // Default: 16384 (about 6 MiB).
   std::size_t signature_cache_entries = 16384;

@@ -3,9 +3,7 @@
 // botan_test; here what matters is when they are called).
 #include <opendsr/api.hpp>
 #include <opendsr/memory_storage.hpp>
-#include <opendsr/storage_wrapper.hpp>
 
-#include "api/submit_combiner.hpp"
 #include "common/base64.hpp"
 #include "../support/engine_fixture.hpp"
 #include "../support/request_bodies.hpp"
@@ -13,7 +11,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -319,101 +316,25 @@ TEST(WorkspaceDirectory, AddsListsAndRemovesKeys) {
 }
 
 
-// Counts commits; once armed, holds the next commit until released.
-class gated_storage final : public storage_wrapper {
- public:
-  using storage_wrapper::storage_wrapper;
-  result<std::unique_ptr<write_transaction>> begin_write() override {
-    auto txn = storage_wrapper::begin_write();
-    if (!txn) return std::move(txn).error();
-    return std::unique_ptr<write_transaction>(std::make_unique<gated_transaction>(std::move(*txn), *this));
-  }
-  void arm() { gate_ = release_.get_future().share(); }
-  void release() { release_.set_value(); }
-  std::atomic<int> commits = 0;
-
- private:
-  class gated_transaction final : public write_transaction_wrapper {
-   public:
-    gated_transaction(std::unique_ptr<write_transaction> t, gated_storage& s) : write_transaction_wrapper(std::move(t)), s_(s) {}
-    result<void> commit() override {
-      if (s_.commits++ == 0 && s_.gate_.valid()) s_.gate_.wait();
-      return write_transaction_wrapper::commit();
-    }
-
-   private:
-    gated_storage& s_;
-  };
-  std::promise<void> release_;
-  std::shared_future<void> gate_;
-};
-
-// Runs `after_first + 1` submissions: the first holds the commit gate while the others queue up
-// behind it; returns how many commits they took, and checks every one was accepted.
-int commits_for_queued_submissions(std::size_t max_batch, int after_first) {
-  memory_storage memory;
-  gated_storage store(memory);
-  engine e = engine::open(store, testing::test_options()).value();
-  store.commits = 0;
-  store.arm();
-  detail::submit_combiner combiner(e, max_batch);
-  const timestamp now = testing::at("2021-11-29T18:16:24Z");
-  std::vector<std::string> bodies;
-  for (int i = 0; i <= after_first; ++i)
-    bodies.push_back(make_body({.id = uuid_v4(100 + i), .identities = {{"email", "s" + std::to_string(i) + "@example.com"}}}));
-  std::atomic<int> accepted = 0;
-  auto run = [&](int i) { accepted += combiner.submit("3622", bodies[i], now).has_value(); };
+TEST_F(Api, PostsGoThroughTheGroupCommitterWhenGivenOne) {
+  auto committer = group_committer::start(engine_);
+  ASSERT_TRUE(committer);
+  api_options o;
+  o.committer = committer->get();
+  open(o);
   std::vector<std::thread> threads;
-  threads.emplace_back(run, 0);
-  // A bounded poll for what the other threads do.
-  auto eventually = [](auto done) {
-    for (auto deadline = std::chrono::steady_clock::now() + 5s; !done() && std::chrono::steady_clock::now() < deadline;)
-      std::this_thread::yield();
-    return done();
-  };
-  EXPECT_TRUE(eventually([&] { return store.commits > 0; }));  // the first is committing, held at the gate
-  for (int i = 1; i <= after_first; ++i) threads.emplace_back(run, i);
-  EXPECT_TRUE(eventually([&] { return combiner.waiting() == static_cast<std::size_t>(after_first); }));
-  store.release();
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(accepted, after_first + 1);
-  return store.commits;
-}
-
-TEST(SubmitCombiner, SubmissionsThatArriveDuringACommitShareTheNext) {
-  EXPECT_EQ(commits_for_queued_submissions(64, 5), 2);
-}
-
-TEST(SubmitCombiner, BatchesAreCappedAtMaxBatch) {
-  EXPECT_EQ(commits_for_queued_submissions(2, 5), 4);  // 1, then 2 + 2 + 1
-}
-
-TEST(SubmitCombiner, EachWaiterGetsItsOwnResult) {
-  memory_storage store;
-  engine e = engine::open(store, testing::test_options()).value();
-  detail::submit_combiner combiner(e, 8);
-  const timestamp now = testing::at("2021-11-29T18:16:24Z");
-  std::vector<std::thread> threads;
-  std::vector<result<receipt>> results(8, error(errc::internal));
+  std::atomic<int> created = 0;
   for (int i = 0; i < 8; ++i)
     threads.emplace_back([&, i] {
-      // Even threads repeat one id: exactly one of them is accepted.
-      std::string id = uuid_v4(i % 2 == 0 ? 1 : 200 + i);
-      results[i] = combiner.submit("3622", make_body({.id = id, .identities = {{"email", "e" + std::to_string(i) + "@x.com"}}}), now);
+      std::string body = make_body({.id = uuid_v4(300 + i), .identities = {{"email", "c" + std::to_string(i) + "@example.com"}}});
+      created += call("POST", "/v3/requests", body).status == 201;
     });
   for (auto& t : threads) t.join();
-  int accepted_even = 0;
-  for (int i = 0; i < 8; ++i) {
-    if (i % 2 == 1) {
-      ASSERT_TRUE(results[i]) << results[i].error().message();
-      EXPECT_EQ(results[i]->subject_request_id, uuid_v4(200 + i));
-    } else if (results[i]) {
-      ++accepted_even;
-    } else {
-      EXPECT_EQ(results[i].error(), errc::duplicate_request_id);
-    }
-  }
-  EXPECT_EQ(accepted_even, 1);
+  EXPECT_EQ(created, 8);
+  (*committer)->stop();
+  http_response refused = call("POST", "/v3/requests", make_body({.id = uuid_v4(400)}));
+  expect_error(refused, 503);
+  EXPECT_EQ(call("GET", "/v3/requests/" + uuid_v4(300)).status, 200) << "reads do not need the committer";
 }
 
 }  // namespace
