@@ -141,6 +141,27 @@ class GroupCommitTest : public ::testing::Test {
     gate_.wait_for_held_commit();
   }
 
+  struct queued_results {
+    std::vector<result<receipt>> results;  // [0] the held submission's, [i + 1] bodies[i]'s
+    std::size_t commits;                   // commits after the held one
+  };
+  // Queues `bodies` while the writer is held in a commit, then lets it go.
+  queued_results commit_behind_held_commit(group_committer& c, const std::vector<std::string>& bodies) {
+    outcomes out(bodies.size() + 1);
+    occupy_writer(c, out);
+    const std::size_t before = gate_.commits();
+    for (std::size_t i = 0; i < bodies.size(); ++i)
+      EXPECT_TRUE(c.submit_async(std::string(ws), bodies[i], received, out.slot(i + 1)));
+    gate_.release();
+    auto results = out.wait_for(bodies.size() + 1);
+    return {std::move(results), gate_.commits() - before - 1};
+  }
+  static std::vector<std::string> unique_bodies(std::size_t first, std::size_t count) {
+    std::vector<std::string> out;
+    for (std::size_t i = first; i < first + count; ++i) out.push_back(unique_body(i));
+    return out;
+  }
+
   memory_storage memory_;
   gated_storage gate_{memory_};
   testing::faulty_storage faults_{gate_};
@@ -175,14 +196,8 @@ TEST_F(GroupCommitTest, LoneSubmissionIsCommittedAtOnceWithTheEnginesReceipt) {
 
 TEST_F(GroupCommitTest, SubmissionsQueuedDuringACommitShareTheNextOne) {
   auto c = start();
-  outcomes out(21);
-  occupy_writer(*c, out);
-  const std::size_t before = gate_.commits();
-  for (std::size_t i = 1; i <= 20; ++i)
-    ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(i), received, out.slot(i)));
-  gate_.release();
-  const auto& results = out.wait_for(21);
-  EXPECT_EQ(gate_.commits(), before + 2);  // the held batch, then all 20 together
+  const auto [results, commits] = commit_behind_held_commit(*c, unique_bodies(1, 20));
+  EXPECT_EQ(commits, 1u);  // all 20 together
   for (std::size_t i = 0; i <= 20; ++i) {
     ASSERT_TRUE(results[i]) << i << ": " << results[i].error().message();
     EXPECT_EQ(results[i]->subject_request_id, uuid_v4(i));
@@ -192,14 +207,9 @@ TEST_F(GroupCommitTest, SubmissionsQueuedDuringACommitShareTheNextOne) {
 
 TEST_F(GroupCommitTest, BatchesAreCappedAtMaxBatchSize) {
   auto c = start({.max_batch_size = 8});
-  outcomes out(21);
-  occupy_writer(*c, out);
-  const std::size_t before = gate_.commits();
-  for (std::size_t i = 1; i <= 20; ++i)
-    ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(i), received, out.slot(i)));
-  gate_.release();
-  for (const auto& r : out.wait_for(21)) EXPECT_TRUE(r) << r.error().message();
-  EXPECT_EQ(gate_.commits(), before + 4);  // 1, then 8 + 8 + 4
+  const auto [results, commits] = commit_behind_held_commit(*c, unique_bodies(1, 20));
+  for (const auto& r : results) EXPECT_TRUE(r) << r.error().message();
+  EXPECT_EQ(commits, 3u);  // 8 + 8 + 4
 }
 
 TEST_F(GroupCommitTest, RefusalsInsideOneBatchAreEachSubmissionsOwn) {
@@ -207,22 +217,15 @@ TEST_F(GroupCommitTest, RefusalsInsideOneBatchAreEachSubmissionsOwn) {
   o.max_group_size = 2;
   engine_ = engine::open(faults_, o).value();
   auto c = start();
-  outcomes out(7);
-  occupy_writer(*c, out);
-  const std::size_t before = gate_.commits();
-  const std::vector<std::string> bodies = {
+  const auto [r, commits] = commit_behind_held_commit(*c, {
       make_body({.id = uuid_v4(1), .identities = {{"email", "a@example.com"}}}),
       make_body({.id = uuid_v4(1), .identities = {{"email", "other@example.com"}}}),  // same id
       make_body({.id = uuid_v4(2), .identities = {{"email", "a@example.com"}}}),      // same identities
       make_body({.id = uuid_v4(3), .identities = {{"email", "c@example.com"}}, .group_id = "g"}),
       make_body({.id = uuid_v4(4), .identities = {{"email", "d@example.com"}}, .group_id = "g"}),
       make_body({.id = uuid_v4(5), .identities = {{"email", "e@example.com"}}, .group_id = "g"}),  // third of 2
-  };
-  for (std::size_t i = 0; i < bodies.size(); ++i)
-    ASSERT_TRUE(c->submit_async(std::string(ws), bodies[i], received, out.slot(i + 1)));
-  gate_.release();
-  const auto& r = out.wait_for(7);
-  EXPECT_EQ(gate_.commits(), before + 2);
+  });
+  EXPECT_EQ(commits, 1u);
   ASSERT_TRUE(r[1]);
   EXPECT_EQ(r[1]->subject_request_id, uuid_v4(1));
   EXPECT_EQ(r[2].error().code(), errc::duplicate_request_id);
