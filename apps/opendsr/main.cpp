@@ -1,0 +1,169 @@
+// opendsr: the administration tool of an opendsrd data directory, and a controller-side
+// signature check. Run `opendsr --help`; docs/daemon.md has examples.
+#include "common/data_dir.hpp"
+#include "common/flags.hpp"
+
+#include <opendsr/botan.hpp>
+#include <opendsr/engine.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+namespace opendsr::app {
+namespace {
+
+constexpr std::string_view usage_text =
+    "Usage: opendsr COMMAND [ARGS] [flags]\n\n"
+    "Commands (stop opendsrd first: one process at a time holds the store):\n"
+    "  workspace add ID        add a workspace with a new API key; prints the secret once\n"
+    "  workspace list          list API keys and their workspaces (never secrets)\n"
+    "  workspace remove KEY    remove an API key\n"
+    "  show WORKSPACE ID       print the status object of a request\n"
+    "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
+    "  csr --key FILE --domain DOMAIN [--out FILE]\n"
+    "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
+    "  verify --cert FILE --signature BASE64 --body FILE\n"
+    "                          check an X-OpenDSR-Signature over a body as a controller does\n"
+    "                          (exit 0 and \"Verified OK\", or exit 1)\n\nFlags:\n";
+
+struct config {
+  std::string data_dir = "./opendsr-data";
+  std::string out;
+  std::string key;
+  std::string domain;
+  std::string cert;
+  std::string signature;
+  std::string body;
+};
+
+int fail(const error& e) {
+  std::fprintf(stderr, "opendsr: %s\n", e.message().c_str());
+  return 1;
+}
+
+int usage_error(std::string_view what) {
+  std::fprintf(stderr, "opendsr: %.*s (see opendsr --help)\n", static_cast<int>(what.size()), what.data());
+  return 2;
+}
+
+result<std::unique_ptr<lmdb_storage>> open_existing_store(const config& c) {
+  if (!std::filesystem::exists(store_path(c.data_dir)))
+    return error(errc::storage_io, store_path(c.data_dir).string() + ": no store here (run opendsrd once, or pass --data-dir)");
+  return open_store(c.data_dir, sync_mode::durable);
+}
+
+int workspace_command(const config& c, const std::vector<std::string>& args) {
+  if (args.size() < 2) return usage_error("workspace needs add, list or remove");
+  auto store = args[1] == "add" ? open_store(c.data_dir, sync_mode::durable) : open_existing_store(c);
+  if (!store) return fail(store.error());
+  auto hasher = botan::make_secret_hasher();
+  if (!hasher) return fail(hasher.error());
+  workspace_directory workspaces(**store, **hasher);
+  if (args[1] == "add" && args.size() == 3) {
+    auto made = add_workspace(workspaces, args[2]);
+    if (!made) return fail(made.error());
+    std::cout << "workspace: " << args[2] << "\napi key:   " << made->api_key << "\nsecret:    " << made->secret
+              << "\n(the secret is stored hashed and shown only now)\n";
+    return 0;
+  }
+  if (args[1] == "list" && args.size() == 2) {
+    auto keys = workspaces.list();
+    if (!keys) return fail(keys.error());
+    for (const auto& k : *keys) std::cout << k.api_key << "\t" << k.workspace_id << "\n";
+    return 0;
+  }
+  if (args[1] == "remove" && args.size() == 3) {
+    auto removed = workspaces.remove(args[2]);
+    if (!removed) return fail(removed.error());
+    if (!*removed) return fail(error(errc::not_found, "no API key " + args[2]));
+    std::cout << "removed " << args[2] << "\n";
+    return 0;
+  }
+  return usage_error("workspace add ID | workspace list | workspace remove KEY");
+}
+
+int show_command(const config& c, const std::vector<std::string>& args) {
+  if (args.size() != 3) return usage_error("show WORKSPACE ID");
+  auto store = open_existing_store(c);
+  if (!store) return fail(store.error());
+  engine_options options;
+  options.certificate_url = "https://localhost/opendsr_cert.pem";  // unused by status reads
+  auto e = engine::open(**store, options);
+  if (!e) return fail(e.error());
+  auto status = e->status(args[1], args[2]);
+  if (!status) return fail(status.error());
+  std::cout << status->body << "\n";
+  return 0;
+}
+
+int write_output(const std::string& out, const std::string& text, unsigned mode) {
+  if (out.empty()) {
+    std::cout << text;
+    return 0;
+  }
+  if (auto w = create_file(out, text, mode); !w) return fail(w.error());
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+int key_command(const config& c) {
+  if (c.out.empty()) return usage_error("key needs --out FILE");
+  auto key = botan::generate_private_key();
+  if (!key) return fail(key.error());
+  return write_output(c.out, *key, 0600);
+}
+
+int csr_command(const config& c) {
+  if (c.key.empty() || c.domain.empty()) return usage_error("csr needs --key FILE and --domain DOMAIN");
+  auto key = read_file(c.key);
+  if (!key) return fail(key.error());
+  auto csr = botan::make_certificate_request(*key, c.domain);
+  if (!csr) return fail(csr.error());
+  return write_output(c.out, *csr, 0644);
+}
+
+int verify_command(const config& c) {
+  if (c.cert.empty() || c.signature.empty() || c.body.empty()) return usage_error("verify needs --cert, --signature and --body");
+  auto certificate = read_file(c.cert);
+  if (!certificate) return fail(certificate.error());
+  auto body = read_file(c.body);
+  if (!body) return fail(body.error());
+  auto ok = botan::verify(*certificate, *body, c.signature);
+  if (!ok) return fail(ok.error());
+  std::cout << (*ok ? "Verified OK\n" : "Verification failure\n");
+  return *ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace opendsr::app
+
+int main(int argc, char** argv) {
+  using namespace opendsr::app;
+  config c;
+  flag_set flags;
+  flags.add("data-dir", "DIR", "The opendsrd data directory", c.data_dir);
+  flags.add("out", "FILE", "key, csr: the file to create (it must not exist)", c.out);
+  flags.add("key", "FILE", "csr: the private key (PKCS#8 PEM)", c.key);
+  flags.add("domain", "DOMAIN", "csr: the processor domain the certificate is for", c.domain);
+  flags.add("cert", "FILE", "verify: the processor's certificate (PEM)", c.cert);
+  flags.add("signature", "BASE64", "verify: the X-OpenDSR-Signature header value", c.signature);
+  flags.add("body", "FILE", "verify: the exact body bytes that were signed", c.body);
+  auto args = flags.parse(argc, argv);
+  if (flags.help_requested() || (args && args->empty())) {
+    std::cout << usage_text << flags.usage();
+    return flags.help_requested() ? 0 : 2;
+  }
+  if (!args) return usage_error(args.error().message());
+  const std::string& command = args->front();
+  try {
+    if (command == "workspace") return workspace_command(c, *args);
+    if (command == "show") return show_command(c, *args);
+    if (command == "key" && args->size() == 1) return key_command(c);
+    if (command == "csr" && args->size() == 1) return csr_command(c);
+    if (command == "verify" && args->size() == 1) return verify_command(c);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "opendsr: %s\n", e.what());
+    return 1;
+  }
+  return usage_error("unknown command " + command);
+}

@@ -1,0 +1,349 @@
+// opendsrd: the OpenDSR v3 processor daemon. Wires the defaults together: LMDB storage in a data
+// directory, the engine, the API (group commit for concurrent POSTs, signed responses), the
+// Beast server, the tick timer and graceful shutdown. docs/daemon.md documents the flags.
+#include "common/data_dir.hpp"
+#include "common/flags.hpp"
+#include "opendsrd/daemon_handler.hpp"
+#include "opendsrd/log.hpp"
+#include "opendsrd/metrics.hpp"
+
+#include <opendsr/api.hpp>
+#include <opendsr/botan.hpp>
+#include <opendsr/engine.hpp>
+#include <opendsr/group_commit.hpp>
+#include <opendsr/http_server.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+namespace opendsr::app {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+struct config {
+  std::string data_dir = "./opendsr-data";
+  std::string listen = "127.0.0.1:8080";
+  std::uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
+  std::string domain = "localhost";
+  std::string extension_domain = "opendsr.mparticle.com";
+  std::string key_file;
+  std::string certificate_file;
+  std::string certificate_url;
+  std::string sync = "durable";
+  std::uint64_t max_connections = 1024;
+  std::uint64_t max_body_bytes = 256 * 1024;
+  std::uint64_t max_header_bytes = 16 * 1024;
+  std::uint64_t read_timeout_ms = 10'000;
+  std::uint64_t idle_timeout_ms = 60'000;
+  std::uint64_t write_timeout_ms = 10'000;
+  std::uint64_t drain_timeout_ms = 30'000;
+  std::uint64_t calls_per_minute = 1000;
+  std::uint64_t new_requests_per_day = 80'000;
+  std::uint64_t max_commit_batch = 128;
+  std::uint64_t callback_flush_seconds = 900;
+  std::string demo_workspace = "demo";
+  bool no_demo = false;
+  bool no_access_log = false;
+  bool test_mode = false;
+  std::string test_start;
+};
+
+void add_flags(flag_set& f, config& c) {
+  f.add("data-dir", "DIR", "Data directory: the LMDB store, the processor key and certificate; created when absent", c.data_dir);
+  f.add("listen", "HOST:PORT", "Address to listen on; port 0 picks a free port (the chosen one is printed)", c.listen);
+  f.add("threads", "N", "Server threads (HTTP I/O, handler, signing)", c.threads, 1, 1024);
+  f.add("domain", "DOMAIN", "Processor domain: X-OpenDSR-Processor-Domain, and the name of the self-signed certificate made on first run", c.domain);
+  f.add("extension-domain", "DOMAIN", "The key of `extensions` in request bodies that this processor interprets", c.extension_domain);
+  f.add("key", "FILE", "RSA private key, PKCS#8 PEM; the default one is made on first run", c.key_file, "DIR/processor.key");
+  f.add("cert", "FILE", "Certificate of the key, PEM, issued to --domain; the default one (self-signed) is made on first run", c.certificate_file, "DIR/processor.crt");
+  f.add("certificate-url", "URL", "Where controllers fetch the certificate; discovery names it and opendsrd serves it at its path", c.certificate_url, "http://HOST:PORT/opendsr_cert.pem");
+  f.add("sync", "MODE", "durable (fsync every commit) or no-sync (UNSAFE: a machine crash may lose or corrupt data; benchmarks only)", c.sync);
+  f.add("max-connections", "N", "Connections served at once", c.max_connections, 1, 1'000'000);
+  f.add("max-body-bytes", "N", "Largest POST body; larger is 413", c.max_body_bytes, 1, 64u << 20);
+  f.add("max-header-bytes", "N", "Largest request line plus header", c.max_header_bytes, 1024, 1u << 20);
+  f.add("read-timeout-ms", "MS", "Time a request (header, then body) may take to arrive", c.read_timeout_ms, 1, 3'600'000);
+  f.add("idle-timeout-ms", "MS", "Time a kept-alive connection may wait for its next request", c.idle_timeout_ms, 1, 3'600'000);
+  f.add("write-timeout-ms", "MS", "Time writing a response may take", c.write_timeout_ms, 1, 3'600'000);
+  f.add("drain-timeout-ms", "MS", "On SIGTERM/SIGINT, time in-flight requests get to finish", c.drain_timeout_ms, 0, 3'600'000);
+  f.add("calls-per-minute", "N", "API calls per workspace per sliding minute (0: unlimited)", c.calls_per_minute, 0, 1'000'000'000);
+  f.add("new-requests-per-day", "N", "New requests per workspace per UTC day (0: unlimited)", c.new_requests_per_day, 0, 1'000'000'000);
+  f.add("max-commit-batch", "N", "Most POSTs committed in one write transaction (group commit)", c.max_commit_batch, 1, 100'000);
+  f.add("callback-flush-seconds", "S", "Callbacks are queued for the next multiple of this interval (test mode: 60 unless set)", c.callback_flush_seconds, 1, 86'400);
+  f.add("demo-workspace", "ID", "Id of the workspace made (credentials printed once) when the store has none", c.demo_workspace);
+  f.add_switch("no-demo", "Do not make a demo workspace when the store has none", c.no_demo);
+  f.add_switch("no-access-log", "Do not log a line per request (errors and lifecycle events are still logged)", c.no_access_log);
+  f.add_switch("test-mode", "Manual clock moved by POST /admin/clock, short callback flush; refused unless --listen is loopback", c.test_mode);
+  f.add("test-start", "RFC3339", "Test mode: the manual clock's first reading", c.test_start, "the real time at start");
+}
+
+// Re-arms a timer at engine::next_due() after each tick and each created request; never polls.
+class ticker {
+ public:
+  ticker(asio::io_context& io, engine& e, const clock& c, metrics& m) : timer_(io), io_(io), engine_(e), clock_(c), metrics_(m) {}
+
+  // Safe from any thread: coalesces a burst of requests into one next_due() read.
+  void request_rearm() {
+    if (!rearm_pending_.exchange(true)) asio::post(io_, [this] {
+        rearm_pending_ = false;
+        arm();
+      });
+  }
+
+  // On the io thread.
+  void arm() {
+    auto next = engine_.next_due();
+    if (!next) return retry(next.error());
+    if (!*next) return;  // nothing scheduled; a created request re-arms
+    const timestamp now = clock_.now();
+    // Wake at least hourly, so a wall clock that jumps cannot delay work by more than that.
+    const timestamp at = std::min(**next, now + std::chrono::microseconds(1h));
+    if (armed_for_ && *armed_for_ <= at) return;
+    armed_for_ = at;
+    timer_.expires_after(std::max(at - now, std::chrono::microseconds(0)));
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;  // re-armed earlier or stopping
+      armed_for_.reset();
+      fire();
+    });
+  }
+
+  void stop() { timer_.cancel(); }
+
+ private:
+  void fire() {
+    auto report = engine_.tick(clock_.now());
+    metrics_.record_tick(report ? report->transitions : 0, report.has_value());
+    if (!report) return retry(report.error());
+    if (report->transitions > 0) log_event("info", "tick", {{"transitions", std::to_string(report->transitions)}});
+    arm();
+  }
+
+  void retry(const error& e) {
+    log_event("error", "tick_failed", {{"message", e.message()}});
+    armed_for_ = clock_.now() + std::chrono::microseconds(1s);
+    timer_.expires_after(1s);
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      armed_for_.reset();
+      fire();
+    });
+  }
+
+  asio::steady_timer timer_;
+  asio::io_context& io_;
+  engine& engine_;
+  const clock& clock_;
+  metrics& metrics_;
+  std::optional<timestamp> armed_for_;
+  std::atomic<bool> rearm_pending_{false};
+};
+
+int fail(std::string_view what, const error& e) {
+  log_event("error", "startup_failed", {{"step", what}, {"message", e.message()}});
+  std::fprintf(stderr, "opendsrd: %.*s: %s\n", static_cast<int>(what.size()), what.data(), e.message().c_str());
+  return 1;
+}
+
+// The default certificate URL: the listen address, so that it works locally as printed.
+std::string default_certificate_url(const host_port& listen, std::uint16_t port, const std::string& domain) {
+  std::string host = listen.host;
+  if (host == "0.0.0.0" || host == "::") host = domain;
+  else if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(port) + "/opendsr_cert.pem";
+}
+
+std::string url_path(std::string_view url) {
+  auto scheme = url.find("://");
+  auto slash = scheme == std::string_view::npos ? scheme : url.find('/', scheme + 3);
+  if (slash == std::string_view::npos) return "/";
+  std::string_view path = url.substr(slash);
+  return std::string(path.substr(0, path.find_first_of("?#")));
+}
+
+int run(config c) {
+  auto listen = parse_host_port(c.listen);
+  if (!listen) return fail("--listen", listen.error());
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(listen->host, ec);
+  if (ec) return fail("--listen", error(errc::invalid_argument, "not an IP address: " + listen->host));
+  if (c.test_mode && !address.is_loopback())
+    return fail("--test-mode", error(errc::invalid_argument, "test mode lets anyone move the clock: it needs a loopback --listen address"));
+  if (c.sync != "durable" && c.sync != "no-sync") return fail("--sync", error(errc::invalid_argument, "expected durable or no-sync"));
+
+  const std::filesystem::path dir = c.data_dir;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail("--data-dir", error(errc::storage_io, dir.string() + ": " + ec.message()));
+
+  system_clock wall;
+  std::optional<manual_clock> test_clock;
+  if (c.test_mode) {
+    timestamp start = wall.now();
+    if (!c.test_start.empty()) {
+      auto t = parse_rfc3339(c.test_start);
+      if (!t) return fail("--test-start", t.error());
+      start = *t;
+    }
+    test_clock.emplace(start);
+  }
+  const clock& now_clock = test_clock ? static_cast<const clock&>(*test_clock) : wall;
+
+  metrics meter;
+  auto store = open_store(dir, c.sync == "durable" ? sync_mode::durable : sync_mode::no_sync);
+  if (!store) return fail("store", store.error());
+  metered_storage metered(**store, meter);
+
+  auto hasher = botan::make_secret_hasher();
+  if (!hasher) return fail("secret hasher", hasher.error());
+  workspace_directory workspaces(**store, **hasher);
+  auto existing = workspaces.list();
+  if (!existing) return fail("workspaces", existing.error());
+  std::optional<credentials> demo;
+  if (existing->empty() && !c.no_demo) {
+    auto made = add_workspace(workspaces, c.demo_workspace);
+    if (!made) return fail("demo workspace", made.error());
+    demo = std::move(*made);
+    if (!std::filesystem::exists(example_request_path(dir)))
+      if (auto w = create_file(example_request_path(dir), example_request_body(), 0644); !w) return fail("example request", w.error());
+  }
+
+  const bool default_key = c.key_file.empty() && c.certificate_file.empty();
+  if (c.key_file.empty()) c.key_file = default_key_path(dir).string();
+  if (c.certificate_file.empty()) c.certificate_file = default_certificate_path(dir).string();
+  if (default_key) {
+    auto made = ensure_self_signed(c.key_file, c.certificate_file, c.domain, wall.now());
+    if (!made) return fail("processor key", made.error());
+    if (*made) log_event("info", "self_signed_certificate", {{"domain", c.domain}, {"cert", c.certificate_file}});
+  }
+  auto key_pem = read_file(c.key_file);
+  if (!key_pem) return fail("--key", key_pem.error());
+  auto certificate_pem = read_file(c.certificate_file);
+  if (!certificate_pem) return fail("--cert", certificate_pem.error());
+
+  daemon_handler_options handler_options;
+  handler_options.access_log = !c.no_access_log;
+  handler_options.test_clock = test_clock ? &*test_clock : nullptr;
+  handler_options.certificate_path = url_path(c.certificate_url.empty() ? "http://h/opendsr_cert.pem" : c.certificate_url);
+  std::function<void()> created;  // set once the ticker exists
+  handler_options.on_created = [&created] {
+    if (created) created();
+  };
+  daemon_handler handler(meter, handler_options);
+
+  http_server_options server_options;
+  server_options.address = listen->host;
+  server_options.port = listen->port;
+  server_options.threads = c.threads;
+  server_options.max_connections = c.max_connections;
+  server_options.max_header_bytes = c.max_header_bytes;
+  server_options.max_body_bytes = c.max_body_bytes;
+  server_options.read_timeout = std::chrono::milliseconds(c.read_timeout_ms);
+  server_options.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
+  server_options.write_timeout = std::chrono::milliseconds(c.write_timeout_ms);
+  server_options.drain_timeout = std::chrono::milliseconds(c.drain_timeout_ms);
+  auto server = http_server::start(handler, server_options);
+  if (!server) return fail("--listen", server.error());
+  const std::uint16_t port = (*server)->port();
+  handler.set_connection_count([s = server->get()] { return s->connections(); });
+
+  if (c.certificate_url.empty()) c.certificate_url = default_certificate_url(*listen, port, c.domain);
+  auto signer = botan::make_signer({*key_pem, *certificate_pem, c.domain, c.certificate_url});
+  if (!signer) return fail("signer", signer.error());
+
+  engine_options engine_options;
+  engine_options.request.processor_domain = c.extension_domain;
+  engine_options.certificate_url = c.certificate_url;
+  engine_options.timing.callback_flush_interval =
+      std::chrono::seconds(c.test_mode && c.callback_flush_seconds == 900 ? 60 : c.callback_flush_seconds);
+  auto engine = engine::open(metered, engine_options);
+  if (!engine) return fail("engine", engine.error());
+
+  group_commit_options commit_options;
+  commit_options.max_batch_size = c.max_commit_batch;
+  auto committer = group_committer::start(*engine, commit_options);
+  if (!committer) return fail("group committer", committer.error());
+
+  api_options api_options;
+  api_options.max_body_bytes = c.max_body_bytes;
+  api_options.committer = committer->get();
+  api_options.limits.calls_per_window = static_cast<std::uint32_t>(c.calls_per_minute);
+  api_options.limits.new_requests_per_day = static_cast<std::uint32_t>(c.new_requests_per_day);
+  auto protocol = api::open(*engine, **signer, workspaces, now_clock, api_options);
+  if (!protocol) return fail("api", protocol.error());
+
+  asio::io_context control;
+  ticker timer(control, *engine, now_clock, meter);
+  if (!c.test_mode) {
+    created = [&timer] { timer.request_rearm(); };
+    timer.arm();
+  }
+  handler.publish(**protocol, *engine);
+
+  asio::signal_set signals(control, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code e, int signal) {
+    if (e) return;
+    log_event("info", "stopping", {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
+    (*server)->stop();     // drains in-flight requests; each POST is committed before its response
+    (*committer)->stop();  // nothing is queued any more; joins the writer
+    timer.stop();
+    control.stop();
+  });
+
+  const std::string base = "http://" + (listen->host.find(':') != std::string::npos ? "[" + listen->host + "]" : listen->host) +
+                           ":" + std::to_string(port);
+  if (demo) {
+    std::cout << "First run: made workspace \"" << c.demo_workspace << "\" in " << dir.string()
+              << ". Its credentials are shown only now (the secret is stored hashed):\n"
+              << "  api key: " << demo->api_key << "\n"
+              << "  secret:  " << demo->secret << "\n"
+              << "Submit the OpenDSR v3 example request:\n"
+              << "  curl -s -u '" << demo->api_key << ":" << demo->secret << "' -H 'Content-Type: application/json' --data-binary @"
+              << example_request_path(dir).string() << " " << base << "/v3/requests\n";
+  }
+  std::cout << "opendsrd listening on " << base << " (processor domain " << c.domain << ", " << c.threads << " threads"
+            << (c.test_mode ? ", TEST MODE: manual clock at " + format_rfc3339(now_clock.now()) : std::string()) << ")"
+            << std::endl;
+  log_event("info", "listening",
+            {{"address", listen->host}, {"port", std::to_string(port)}, {"threads", std::to_string(c.threads)},
+             {"domain", c.domain}, {"sync", c.sync}, {"test_mode", c.test_mode ? "true" : "false"}});
+
+  control.run();
+  log_event("info", "stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace opendsr::app
+
+int main(int argc, char** argv) {
+  using namespace opendsr::app;
+  config c;
+  flag_set flags;
+  add_flags(flags, c);
+  auto rest = flags.parse(argc, argv);
+  if (flags.help_requested()) {
+    std::cout << "Usage: opendsrd [flags]\n\nThe OpenDSR v3 processor daemon. The first run with no flags makes a working local\n"
+                 "setup in ./opendsr-data and prints a demo workspace's credentials and a curl line.\n"
+                 "SIGTERM or SIGINT drains in-flight requests and exits.\n\nFlags:\n"
+              << flags.usage();
+    return 0;
+  }
+  if (!rest) return std::fprintf(stderr, "opendsrd: %s\n", rest.error().message().c_str()), 2;
+  if (!rest->empty()) return std::fprintf(stderr, "opendsrd: unexpected argument \"%s\" (see --help)\n", rest->front().c_str()), 2;
+  try {
+    return run(std::move(c));
+  } catch (const std::exception& e) {
+    log_event("error", "fatal", {{"message", e.what()}});
+    return 1;
+  }
+}
