@@ -31,7 +31,7 @@ http_mapping mapping(errc e) noexcept {
     case errc::storage_locked:
     case errc::storage_corrupt:
     case errc::internal: return {500, "InternalServerErrorException"};
-    // Transient: the same call may succeed later (is_retryable(storage_conflict) is true).
+    // Transient: the same call may succeed later (is_retryable is true for both).
     case errc::storage_conflict:
     case errc::unavailable: return {503, "ServiceUnavailableException"};
     case errc::storage_full: return {507, "InsufficientStorageException"};

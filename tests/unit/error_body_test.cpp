@@ -39,6 +39,7 @@ TEST(ErrorBody, StatusesOfTheOpenDsrTable) {
   EXPECT_EQ(http_status(errc::rate_limited), 429);
   EXPECT_EQ(http_status(errc::internal), 500);
   EXPECT_EQ(http_status(errc::storage_conflict), 503);
+  EXPECT_EQ(http_status(errc::unavailable), 503);
   EXPECT_EQ(http_status(errc::storage_full), 507);
 }
 
