@@ -22,26 +22,24 @@ constexpr std::array<std::uint8_t, 256> decode_table = make_decode_table();
 void append_base64(std::string& out, std::string_view bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::size_t n = bytes.size();
-  out.reserve(out.size() + (n + 2) / 3 * 4);
+  const std::size_t start = out.size();
+  out.resize(start + (n + 2) / 3 * 4);
+  char* o = out.data() + start;
   std::size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
+  for (; i + 3 <= n; i += 3, o += 4) {
     const std::uint32_t v = std::uint32_t{p[i]} << 16 | std::uint32_t{p[i + 1]} << 8 | p[i + 2];
-    out += alphabet[v >> 18];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
+    o[0] = alphabet[v >> 18];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = alphabet[(v >> 6) & 63];
+    o[3] = alphabet[v & 63];
   }
-  if (i + 1 == n) {
-    const std::uint32_t v = std::uint32_t{p[i]} << 16;
-    out += alphabet[v >> 18];
-    out += alphabet[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == n) {
-    const std::uint32_t v = std::uint32_t{p[i]} << 16 | std::uint32_t{p[i + 1]} << 8;
-    out += alphabet[v >> 18];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += '=';
+  if (i < n) {  // one or two bytes left: pad with '='
+    const bool two = i + 2 == n;
+    const std::uint32_t v = std::uint32_t{p[i]} << 16 | (two ? std::uint32_t{p[i + 1]} << 8 : 0);
+    o[0] = alphabet[v >> 18];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = two ? alphabet[(v >> 6) & 63] : '=';
+    o[3] = '=';
   }
 }
 

@@ -1,5 +1,7 @@
 #include "common/json_text.hpp"
 
+#include "common/base64.hpp"
+
 namespace opendsr::detail {
 
 bool is_valid_utf8(std::string_view text) noexcept {
@@ -37,9 +39,14 @@ bool is_valid_utf8(std::string_view text) noexcept {
 
 void append_json_string(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
+  out.reserve(out.size() + text.size() + 2);
   out += '"';
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
+  std::size_t run = 0;  // start of the pending run of characters copied as they are
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text, run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -49,15 +56,12 @@ void append_json_string(std::string& out, std::string_view text) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += ch;
-        }
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 15];
     }
   }
+  out.append(text, run);
   out += '"';
 }
 
@@ -81,6 +85,14 @@ json_object_writer& json_object_writer::string_or_null(std::string_view k, const
 
 json_object_writer& json_object_writer::time(std::string_view k, std::optional<timestamp> value) {
   return value ? string(k, format_rfc3339(*value)) : null(k);
+}
+
+json_object_writer& json_object_writer::base64(std::string_view k, std::string_view bytes) {
+  key(k);
+  out_ += '"';
+  append_base64(out_, bytes);
+  out_ += '"';
+  return *this;
 }
 
 json_object_writer& json_object_writer::null(std::string_view k) { return raw(k, "null"); }

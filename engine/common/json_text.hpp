@@ -32,6 +32,8 @@ class json_object_writer {
   json_object_writer& string_or_null(std::string_view key, const std::optional<std::string>& value);
   // RFC 3339 (format_rfc3339); a null value when absent.
   json_object_writer& time(std::string_view key, std::optional<timestamp> value);
+  // The standard base64 text of bytes, as a string.
+  json_object_writer& base64(std::string_view key, std::string_view bytes);
   json_object_writer& null(std::string_view key);
   // Appends already-rendered JSON text as the value.
   json_object_writer& raw(std::string_view key, std::string_view json);

@@ -2,7 +2,6 @@
 
 #include <opendsr/identity.hpp>
 
-#include "common/base64.hpp"
 #include "common/json_text.hpp"
 
 #include <algorithm>
@@ -19,12 +18,11 @@ std::optional<timestamp> shown_completion(const request_record& r) {
 
 receipt make_receipt(const request_record& r) {
   receipt out{r.subject_request_id, r.received_time, r.expected_completion, {}};
-  std::string encoded;
-  append_base64(encoded, r.body);
+  out.body.reserve(200 + r.body.size() * 4 / 3);
   json_object_writer(out.body)
       .time("expected_completion_time", r.expected_completion)
       .time("received_time", r.received_time)
-      .string("encoded_request", encoded)
+      .base64("encoded_request", r.body)
       .string("subject_request_id", r.subject_request_id)
       .string("controller_id", r.workspace)
       .close();

@@ -14,10 +14,10 @@ namespace opendsr::testing {
 
 // A lowercase UUID v4 made from n: distinct n give distinct ids.
 inline std::string uuid_v4(std::uint64_t n) {
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-8%03x-%012llx", static_cast<unsigned>(n >> 32 & 0xffffffff),
                 static_cast<unsigned>(n >> 16 & 0xffff), static_cast<unsigned>(n >> 4 & 0xfff),
-                static_cast<unsigned>(n & 0xf), static_cast<unsigned long long>(n));
+                static_cast<unsigned>(n & 0xf), static_cast<unsigned long long>(n & 0xffffffffffffULL));
   return buf;
 }
 

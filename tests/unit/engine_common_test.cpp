@@ -102,6 +102,9 @@ TEST(JsonText, EscapesWhatJsonRequires) {
   std::string out;
   append_json_string(out, std::string_view("a\"b\\c\n\t\x01\x1f/\xc3\xa9", 12));
   EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u001f/\xc3\xa9\"");
+  out = "x";  // appends; runs before, between and after escapes
+  append_json_string(out, "\"\"ab\r");
+  EXPECT_EQ(out, "x\"\\\"\\\"ab\\r\"");
 }
 
 TEST(JsonText, WritesObjectsInCallOrder) {
@@ -112,8 +115,9 @@ TEST(JsonText, WritesObjectsInCallOrder) {
       .string_or_null("c", std::optional<std::string>())
       .string_or_null("d", std::optional<std::string>("y"))
       .raw("e", "[1]")
+      .base64("f", "foob")
       .close();
-  EXPECT_EQ(out, R"({"b":"x","a":null,"c":null,"d":"y","e":[1]})");
+  EXPECT_EQ(out, R"({"b":"x","a":null,"c":null,"d":"y","e":[1],"f":"Zm9vYg=="})");
 }
 
 }  // namespace

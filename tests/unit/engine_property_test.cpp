@@ -24,8 +24,8 @@ using testing::make_body;
 using testing::uuid_v4;
 using faulty_storage_policy = testing::faulty_storage::commit_policy;
 
-constexpr int seeds = 40;
-constexpr int steps_per_seed = 250;
+constexpr int seeds = 30;
+constexpr int steps_per_seed = 200;
 constexpr int check_every = 5;
 
 // How often each kind of answer came up, over all seeds: the histories must reach every case.

@@ -108,7 +108,8 @@ TEST(Codec, RoundTripsVarintsAndDetectsTruncation) {
   for (int i = 0; i < 5; ++i) truncated.varint();
   EXPECT_EQ(truncated.bytes(), "");
   EXPECT_FALSE(truncated.ok());
-  byte_reader endless(std::string(11, '\xff'));
+  const std::string eleven_continuations(11, '\xff');  // outlives the reader's view
+  byte_reader endless(eleven_continuations);
   endless.varint();
   EXPECT_FALSE(endless.ok());
 }
