@@ -1,0 +1,552 @@
+// Black-box tests of opendsrd: the built binary, started in --test-mode on an ephemeral loopback
+// port in a temporary data directory, driven over real HTTP. Signatures are checked with an
+// independent implementation (the openssl command) against the certificate the daemon serves.
+// The daemon's path comes from the environment (OPENDSRD, OPENDSR), set by tests/api/meson.build.
+#include "http_wire.hpp"
+
+#include "common/base64.hpp"
+#include "../support/request_bodies.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+namespace opendsr {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::make_body;
+using testing::uuid_v4;
+using wire::format_request;
+
+std::string env_path(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+fs::path make_temp_dir() {
+  std::string pattern = (fs::temp_directory_path() / "opendsr-api-XXXXXX").string();
+  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp");
+  return pattern;
+}
+
+// Runs a shell command; returns its exit status and standard output.
+std::pair<int, std::string> run(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> p(::popen(command.c_str(), "r"), ::pclose);
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p.get())) > 0) out.append(buf, n);
+  int status = ::pclose(p.release());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+void write_file(const fs::path& p, std::string_view bytes) {
+  std::ofstream(p, std::ios::binary) << bytes;
+}
+
+// The value after "label" on the line that starts with it (after spaces).
+std::string value_after(const std::string& text, std::string_view label) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    auto at = line.find(label);
+    if (at == std::string::npos || line.find_first_not_of(' ') != at) continue;
+    std::string v = line.substr(at + label.size());
+    v.erase(0, v.find_first_not_of(' '));
+    return v;
+  }
+  return {};
+}
+
+// An opendsrd child process. Its stdout is read until the "listening" line; stderr goes to a log.
+class daemon_process {
+ public:
+  daemon_process(const fs::path& data_dir, std::vector<std::string> flags) : log_(data_dir.string() + ".log") {
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    std::vector<std::string> args = {env_path("OPENDSRD"), "--data-dir", data_dir.string()};
+    args.insert(args.end(), flags.begin(), flags.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      int err = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(err, STDERR_FILENO);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_ = out[0];
+  }
+  ~daemon_process() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    ::close(out_);
+  }
+
+  // Reads stdout until the listening line (a bounded readiness poll); returns the port, or 0 if
+  // the process ended or 30 s passed.
+  std::uint16_t wait_ready() {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    const std::string marker = "listening on http://127.0.0.1:";
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (auto at = stdout_.find(marker); at != std::string::npos && stdout_.find('\n', at) != std::string::npos)
+        return static_cast<std::uint16_t>(std::stoi(stdout_.substr(at + marker.size())));
+      pollfd p{out_, POLLIN, 0};
+      if (::poll(&p, 1, 100) < 0) return 0;
+      if (p.revents == 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(out_, buf, sizeof buf);
+      if (n <= 0) return 0;
+      stdout_.append(buf, static_cast<std::size_t>(n));
+    }
+    return 0;
+  }
+
+  // Sends `signal` and waits (up to 30 s) for the exit; returns the exit status, -1 otherwise.
+  int stop(int signal = SIGTERM) {
+    ::kill(pid_, signal);
+    for (int i = 0; i < 3000; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      ::poll(nullptr, 0, 10);  // a bounded wait for a child process, not for simulated time
+    }
+    return -1;
+  }
+
+  const std::string& stdout_text() const { return stdout_; }
+  std::string log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  fs::path log_;
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool exited_ = false;
+  std::string stdout_;
+};
+
+struct workspace {
+  std::string id, api_key, secret;
+  std::string authorization() const { return "Authorization: Basic " + detail::base64_encode(api_key + ":" + secret); }
+};
+
+const char* const test_start = "2026-01-05T10:00:00Z";  // a Monday
+
+class Daemon : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
+    dir_ = make_temp_dir();
+    for (const char* id : {"3622", "4308", "limited"}) {
+      auto [status, out] = run(env_path("OPENDSR") + " workspace add " + id + " --data-dir " + (dir_ / "data").string());
+      ASSERT_EQ(status, 0) << out;
+      workspaces_[id] = {id, value_after(out, "api key:"), value_after(out, "secret:")};
+      ASSERT_FALSE(workspaces_[id].secret.empty()) << out;
+    }
+    daemon_ = std::make_unique<daemon_process>(
+        dir_ / "data", std::vector<std::string>{"--test-mode", "--listen", "127.0.0.1:0", "--no-demo", "--test-start", test_start,
+                                                "--read-timeout-ms", "500", "--threads", "2"});
+    port_ = daemon_->wait_ready();
+    ASSERT_NE(port_, 0) << daemon_->stdout_text() << daemon_->log();
+
+    // The public key of the certificate the daemon serves, named by discovery.
+    auto discovery = get("/v3/discovery", {});
+    ASSERT_EQ(discovery.status, 200);
+    const std::string url_marker = "\"processor_certificate\":\"";
+    auto at = discovery.body.find(url_marker);
+    ASSERT_NE(at, std::string::npos) << discovery.body;
+    std::string url = discovery.body.substr(at + url_marker.size());
+    url = url.substr(0, url.find('"'));
+    std::string path = url.substr(url.find('/', url.find("://") + 3));
+    auto certificate = get(path, {});
+    ASSERT_EQ(certificate.status, 200);
+    ASSERT_NE(certificate.body.find("BEGIN CERTIFICATE"), std::string::npos);
+    write_file(dir_ / "cert.pem", certificate.body);
+    auto [status, out] = run("openssl x509 -in " + (dir_ / "cert.pem").string() + " -pubkey -noout > " + (dir_ / "pub.pem").string());
+    ASSERT_EQ(status, 0) << out;
+  }
+
+  static void TearDownTestSuite() {
+    if (daemon_) {
+      EXPECT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
+    }
+    daemon_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+    fs::remove(dir_.string() + ".log", ec);
+    fs::remove((dir_ / "data").string() + ".log", ec);
+  }
+
+  static wire::response exchange(std::string_view bytes) {
+    wire::connection c(port_);
+    EXPECT_TRUE(c.send(bytes));
+    auto r = c.read();
+    EXPECT_TRUE(r) << "no response to: " << bytes.substr(0, 200);
+    return r ? *r : wire::response{};
+  }
+  static wire::response get(std::string_view target, const workspace* w) {
+    return exchange(format_request("GET", target, w ? std::vector<std::string>{w->authorization()} : std::vector<std::string>{}));
+  }
+  static wire::response post(const std::string& body, const workspace& w, std::string content_type = "application/json") {
+    return exchange(format_request("POST", "/v3/requests", {w.authorization(), "Content-Type: " + content_type}, body));
+  }
+  static wire::response cancel(const std::string& id, const workspace& w) {
+    return exchange(format_request("DELETE", "/v3/requests/" + id, {w.authorization()}));
+  }
+  static wire::response move_clock(const std::string& json) {
+    return exchange(format_request("POST", "/admin/clock", {"Content-Type: application/json"}, json));
+  }
+
+  // A fresh request id and a fresh e-mail identity, so tests never conflict with each other.
+  static std::string body(std::string id, std::string type = "erasure", std::optional<std::string> group = {}) {
+    return make_body({.id = std::move(id), .type = std::move(type), .identities = {{"email", "s" + std::to_string(++serial_) + "@example.com"}},
+                      .group_id = std::move(group)});
+  }
+  static std::string next_id() { return uuid_v4(0x5eed0000 + ++serial_); }
+
+  // The signature verifies with openssl against the served certificate, and fails after one
+  // flipped body byte.
+  static void expect_signed(const wire::response& r) {
+    EXPECT_EQ(r.header("X-OpenDSR-Processor-Domain").value_or(""), "localhost");
+    auto signature = r.header("X-OpenDSR-Signature");
+    ASSERT_TRUE(signature) << r.status << " " << r.body;
+    EXPECT_EQ(signature->size(), 344u);
+    auto raw = detail::base64_decode(*signature);
+    ASSERT_TRUE(raw);
+    write_file(dir_ / "sig.bin", *raw);
+    write_file(dir_ / "body.bin", r.body);
+    const std::string verify = "openssl dgst -sha256 -verify " + (dir_ / "pub.pem").string() + " -signature " +
+                               (dir_ / "sig.bin").string() + " " + (dir_ / "body.bin").string() + " 2>&1";
+    auto [ok, out] = run(verify);
+    EXPECT_EQ(ok, 0) << out;
+    EXPECT_NE(out.find("Verified OK"), std::string::npos) << out;
+    std::string flipped = r.body;
+    flipped[flipped.size() / 2] ^= 0x01;
+    write_file(dir_ / "body.bin", flipped);
+    auto [bad, bad_out] = run(verify);
+    EXPECT_NE(bad, 0) << bad_out;
+  }
+
+  // The OpenDSR error body for `status`, never HTML, with Cache-Control: no-store.
+  static void expect_error(const wire::response& r, int status, std::string_view message_part = {}) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_EQ(r.header("Content-Type").value_or(""), "application/json");
+    EXPECT_EQ(r.header("Cache-Control").value_or(""), "no-store");
+    EXPECT_NE(r.body.find("\"code\":" + std::to_string(status)), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("\"errors\":[{\"domain\":"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(message_part), std::string::npos) << r.body;
+    EXPECT_FALSE(r.header("X-OpenDSR-Signature"));
+  }
+
+  static std::string status_of(const std::string& id, const workspace& w) {
+    auto r = get("/v3/requests/" + id, &w);
+    EXPECT_EQ(r.status, 200) << r.body;
+    expect_signed(r);
+    const std::string marker = "\"request_status\":\"";
+    auto at = r.body.find(marker);
+    if (at == std::string::npos) return r.body;
+    return r.body.substr(at + marker.size(), r.body.find('"', at + marker.size()) - at - marker.size());
+  }
+
+  static inline fs::path dir_;
+  static inline std::unique_ptr<daemon_process> daemon_;
+  static inline std::uint16_t port_ = 0;
+  static inline std::map<std::string, workspace> workspaces_;
+  static inline int serial_ = 0;
+  const workspace& a_ = workspaces_["3622"];
+  const workspace& b_ = workspaces_["4308"];
+};
+
+TEST_F(Daemon, SubmitReadGroupAndCancelAreSignedAndVerifyWithOpenssl) {
+  const std::string id = next_id(), second = next_id();
+  auto created = post(body(id, "erasure", "g-1"), a_);
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_NE(created.body.find("\"controller_id\":\"3622\""), std::string::npos);
+  EXPECT_NE(created.body.find("\"received_time\":\"2026-01-05T10:00:00Z\""), std::string::npos) << created.body;
+  EXPECT_TRUE(created.header("X-mp-rate-limit-percentage-used"));
+  expect_signed(created);
+
+  // The trailing slash of mParticle's example is tolerated.
+  auto with_slash = exchange(format_request("POST", "/v3/requests/", {a_.authorization(), "Content-Type: application/json"},
+                                            body(second, "access", "g-1")));
+  ASSERT_EQ(with_slash.status, 201) << with_slash.body;
+  expect_signed(with_slash);
+
+  EXPECT_EQ(status_of(id, a_), "pending");
+  auto group = get("/v3/requests?group_id=g-1", &a_);
+  ASSERT_EQ(group.status, 200);
+  EXPECT_EQ(group.body.front(), '[');
+  EXPECT_LT(group.body.find(id), group.body.find(second)) << group.body;
+  expect_signed(group);
+
+  auto cancelled = cancel(second, a_);
+  ASSERT_EQ(cancelled.status, 202) << cancelled.body;
+  EXPECT_NE(cancelled.body.find("\"expected_completion_time\":null"), std::string::npos);
+  expect_signed(cancelled);
+  EXPECT_EQ(status_of(second, a_), "cancelled");
+}
+
+TEST_F(Daemon, DiscoveryAndTheCertificateArePublicAndUnsigned) {
+  for (const char* target : {"/v3/discovery", "/v3/discovery/"}) {
+    auto r = get(target, nullptr);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("\"api_version\":\"3.0\""), std::string::npos);
+    EXPECT_FALSE(r.header("X-OpenDSR-Signature"));
+  }
+  EXPECT_EQ(get("/v3/discovery", &a_).status, 200);  // credentials are accepted too
+}
+
+TEST_F(Daemon, EveryErrorStatusHasItsJsonBody) {
+  const std::string id = next_id();
+  ASSERT_EQ(post(body(id), a_).status, 201);
+
+  expect_error(post("{\"regulation\":", a_), 400);
+  expect_error(post(make_body({.id = "not-a-uuid"}), a_), 400, "subject_request_id");
+  expect_error(post(body(id), a_), 400, "Subject request already exists.");
+
+  auto anonymous = exchange(format_request("GET", "/v3/requests/" + id, {}));
+  expect_error(anonymous, 401);
+  EXPECT_EQ(anonymous.header("WWW-Authenticate").value_or(""), "Basic realm=\"opendsr\"");
+  workspace wrong = a_;
+  wrong.secret += "x";
+  auto refused = get("/v3/requests/" + id, &wrong);
+  expect_error(refused, 401);
+  EXPECT_EQ(refused.header("WWW-Authenticate").value_or(""), "Basic realm=\"opendsr\"");
+  EXPECT_EQ(refused.body.find(wrong.secret), std::string::npos);
+
+  expect_error(get("/v3/requests/" + next_id(), &a_), 404);
+  expect_error(get("/v3/nothing-here", &a_), 404);
+  expect_error(get("/index.html", nullptr), 404);
+
+  auto put = exchange(format_request("PUT", "/v3/requests/" + id, {a_.authorization()}, "{}"));
+  expect_error(put, 405);
+  EXPECT_EQ(put.header("Allow").value_or(""), "GET, DELETE");
+  auto delete_all = exchange(format_request("DELETE", "/v3/requests", {a_.authorization()}));
+  expect_error(delete_all, 405);
+  EXPECT_EQ(delete_all.header("Allow").value_or(""), "GET, POST");
+
+  // 409 names the request that blocks: same identities and type, still pending.
+  const std::string first = next_id();
+  std::string same = make_body({.id = first, .identities = {{"email", "conflict@example.com"}}});
+  ASSERT_EQ(post(same, a_).status, 201);
+  auto conflict = post(make_body({.id = next_id(), .identities = {{"email", "conflict@example.com"}}}), a_);
+  expect_error(conflict, 409, first);
+
+  expect_error(post(body(next_id()), a_, "text/plain"), 415);
+
+  // Cancelling what is not pending is 400 (InvalidOperationException).
+  const std::string done = next_id();
+  ASSERT_EQ(post(body(done), a_).status, 201);
+  ASSERT_EQ(cancel(done, a_).status, 202);
+  expect_error(cancel(done, a_), 400, "cancel");
+}
+
+TEST_F(Daemon, TwoMebibyteBodiesAre413BeforeAndWithoutContentLength) {
+  const std::string big(2 << 20, 'x');
+  {
+    wire::connection c(port_);
+    c.send("POST /v3/requests HTTP/1.1\r\nHost: x\r\n" + a_.authorization() +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n");
+    auto r = c.read();  // answered on the header, before any of the body is sent
+    ASSERT_TRUE(r);
+    expect_error(*r, 413);
+  }
+  {
+    wire::connection c(port_);
+    std::string chunked = "POST /v3/requests HTTP/1.1\r\nHost: x\r\n" + a_.authorization() +
+                          "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", big.size());
+    chunked += size + big + "\r\n0\r\n\r\n";
+    c.send(chunked);  // the server may stop reading and answer early
+    auto r = c.read();
+    ASSERT_TRUE(r);
+    expect_error(*r, 413);
+  }
+}
+
+TEST_F(Daemon, WorkspacesAreIsolated) {
+  const std::string id = next_id();
+  ASSERT_EQ(post(body(id, "erasure", "shared-group"), a_).status, 201);
+  expect_error(get("/v3/requests/" + id, &b_), 404);
+  expect_error(cancel(id, b_), 404);
+  auto group = get("/v3/requests?group_id=shared-group", &b_);
+  EXPECT_EQ(group.status, 200);
+  EXPECT_EQ(group.body, "[]");
+  expect_signed(group);
+  auto same_id = post(body(id), b_);  // ids are scoped to the workspace
+  EXPECT_EQ(same_id.status, 201) << same_id.body;
+  EXPECT_NE(same_id.body.find("\"controller_id\":\"4308\""), std::string::npos);
+  EXPECT_EQ(status_of(id, a_), "pending");
+}
+
+TEST_F(Daemon, ThousandCallsAMinuteThenRetryAfterThenRecovery) {
+  const workspace& w = workspaces_["limited"];
+  wire::connection c(port_);  // one kept-alive connection
+  const std::string request = format_request("GET", "/v3/requests?group_id=none", {w.authorization()});
+  std::optional<wire::response> last;
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(c.send(request));
+    last = c.read();
+    ASSERT_TRUE(last) << "call " << i;
+    ASSERT_EQ(last->status, 200) << "call " << i << ": " << last->body;
+    if (i == 0) expect_signed(*last);
+  }
+  EXPECT_EQ(last->header("X-mp-rate-limit-percentage-used").value_or(""), "100");
+  expect_signed(*last);
+
+  ASSERT_TRUE(c.send(request));
+  auto limited = c.read();
+  ASSERT_TRUE(limited);
+  expect_error(*limited, 429);
+  EXPECT_EQ(limited->header("X-mp-rate-limit-exceeded").value_or(""), "workspace");
+  const std::string retry_after = limited->header("Retry-After").value_or("");
+  ASSERT_FALSE(retry_after.empty());
+  ASSERT_EQ(retry_after.find_first_not_of("0123456789"), std::string::npos) << retry_after;
+  EXPECT_EQ(get("/v3/requests?group_id=none", &a_).status, 200);  // other workspaces are not limited
+
+  ASSERT_EQ(move_clock("{\"advance_seconds\":" + retry_after + "}").status, 200);
+  ASSERT_TRUE(c.send(request));
+  auto recovered = c.read();
+  ASSERT_TRUE(recovered);
+  EXPECT_EQ(recovered->status, 200) << recovered->body;
+  expect_signed(*recovered);
+}
+
+TEST_F(Daemon, AMalformedRequestLineGets400AndTheConnectionCloses) {
+  wire::connection c(port_);
+  c.send("THIS IS NOT HTTP\r\n\r\n");
+  auto r = c.read();
+  ASSERT_TRUE(r);
+  expect_error(*r, 400);
+  EXPECT_TRUE(c.closed_within(5s));
+}
+
+TEST_F(Daemon, ASlowClientThatNeverFinishesItsBodyIsDisconnected) {
+  wire::connection c(port_);
+  c.send("POST /v3/requests HTTP/1.1\r\nHost: x\r\n" + a_.authorization() +
+         "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"regulation\":");
+  EXPECT_TRUE(c.closed_within(10s));  // --read-timeout-ms 500
+  EXPECT_EQ(get("/v3/discovery", nullptr).status, 200);  // the daemon serves on
+}
+
+TEST_F(Daemon, ALifecycleAcross21SimulatedDays) {
+  // From a Monday at 10:00: access runs on the next Monday or Thursday 00:00Z and completes 48 h
+  // later; erasure waits 7 days to the next midnight, then 48 h.
+  ASSERT_EQ(move_clock("{\"set\":\"2026-03-02T10:00:00Z\"}").status, 200);
+  const std::string erasure = next_id(), access = next_id(), cancelled = next_id();
+  ASSERT_EQ(post(body(erasure, "erasure"), a_).status, 201);
+  ASSERT_EQ(post(body(access, "access"), a_).status, 201);
+  ASSERT_EQ(post(body(cancelled, "erasure"), a_).status, 201);
+  ASSERT_EQ(cancel(cancelled, a_).status, 202);
+
+  std::map<std::string, std::vector<std::pair<int, std::string>>> seen;  // id -> (day, status) changes
+  for (int day = 0; day <= 21; ++day) {
+    if (day > 0) {
+      auto moved = move_clock("{\"advance_seconds\":86400}");
+      ASSERT_EQ(moved.status, 200) << moved.body;
+    }
+    for (const auto& id : {erasure, access, cancelled}) {
+      std::string s = status_of(id, a_);
+      if (seen[id].empty() || seen[id].back().second != s) seen[id].emplace_back(day, s);
+    }
+  }
+  using changes = std::vector<std::pair<int, std::string>>;
+  // Thursday 5 March 00:00 starts the access request; Saturday 7 March completes it.
+  EXPECT_EQ(seen[access], (changes{{0, "pending"}, {3, "in_progress"}, {5, "completed"}}));
+  // 9 March 10:00 + the next midnight = 10 March 00:00; completed 12 March.
+  EXPECT_EQ(seen[erasure], (changes{{0, "pending"}, {8, "in_progress"}, {10, "completed"}}));
+  EXPECT_EQ(seen[cancelled], (changes{{0, "cancelled"}}));
+  expect_error(cancel(erasure, a_), 400);
+
+  auto clock = exchange(format_request("GET", "/admin/clock", {}));
+  EXPECT_NE(clock.body.find("2026-03-23T10:00:00Z"), std::string::npos) << clock.body;
+  expect_error(move_clock("{\"set\":\"2026-01-01T00:00:00Z\"}"), 400, "backwards");
+  expect_error(move_clock("{\"advance\":1}"), 400);
+}
+
+TEST_F(Daemon, MetricsCountRequestsByRouteAndStatus) {
+  ASSERT_EQ(post(body(next_id()), a_).status, 201);
+  auto m = get("/metrics", nullptr);
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.header("Content-Type").value_or("").find("text/plain"), std::string::npos);
+  EXPECT_NE(m.body.find("opendsr_http_requests_total{route=\"requests\",method=\"POST\",status=\"201\"}"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("opendsr_http_request_duration_seconds_bucket{route=\"requests\",le=\"+Inf\"}"), std::string::npos);
+  EXPECT_NE(m.body.find("opendsr_storage_commits_total{outcome=\"ok\"}"), std::string::npos);
+  EXPECT_NE(m.body.find("opendsr_posts_in_progress 0"), std::string::npos);
+  // The log holds routes and statuses, never an identity value or a secret.
+  const std::string log = daemon_->log();
+  EXPECT_NE(log.find("event=request method=POST route=requests status=201"), std::string::npos);
+  EXPECT_EQ(log.find("@example.com"), std::string::npos);
+  EXPECT_EQ(log.find(a_.secret), std::string::npos);
+}
+
+// Separate daemons, each in its own data directory.
+TEST(DaemonProcess, FirstRunPrintsCredentialsAndACurlLineThatWorksAndSigtermKeepsEveryRequest) {
+  const fs::path dir = make_temp_dir();
+  std::string curl_line;
+  {
+    daemon_process d(dir / "data", {"--listen", "127.0.0.1:0"});
+    ASSERT_NE(d.wait_ready(), 0) << d.log();
+    const std::string& out = d.stdout_text();
+    EXPECT_FALSE(value_after(out, "api key:").empty()) << out;
+    EXPECT_FALSE(value_after(out, "secret:").empty()) << out;
+    curl_line = "curl " + value_after(out, "curl");
+    auto [status, answer] = run(curl_line);
+    EXPECT_EQ(status, 0);
+    EXPECT_NE(answer.find("\"subject_request_id\":\"a7551968-d5d6-44b2-9831-815ac9017798\""), std::string::npos) << answer;
+    EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+    EXPECT_NE(d.log().find("event=stopped"), std::string::npos);
+  }
+  EXPECT_EQ(fs::status(dir / "data" / "processor.key").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  {
+    daemon_process d(dir / "data", {"--listen", "127.0.0.1:0"});
+    ASSERT_NE(d.wait_ready(), 0) << d.log();
+    EXPECT_EQ(d.stdout_text().find("secret:"), std::string::npos);  // printed once only
+    // The request committed before the 201 is there after the restart: the same POST is a duplicate.
+    const std::uint16_t port = d.wait_ready();
+    auto [status, answer] = run(curl_line.substr(0, curl_line.rfind("http://")) + "http://127.0.0.1:" + std::to_string(port) + "/v3/requests");
+    EXPECT_EQ(status, 0);
+    EXPECT_NE(answer.find("Subject request already exists."), std::string::npos) << answer;
+    EXPECT_EQ(d.stop(SIGINT), 0);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::remove((dir / "data").string() + ".log", ec);
+}
+
+TEST(DaemonProcess, TestModeIsRefusedOffLoopback) {
+  const fs::path dir = make_temp_dir();
+  daemon_process d(dir / "data", {"--test-mode", "--listen", "0.0.0.0:0", "--no-demo"});
+  EXPECT_EQ(d.wait_ready(), 0);
+  EXPECT_EQ(d.stop(SIGTERM), 1);
+  EXPECT_NE(d.log().find("loopback"), std::string::npos) << d.log();
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::remove((dir / "data").string() + ".log", ec);
+}
+
+}  // namespace
+}  // namespace opendsr
