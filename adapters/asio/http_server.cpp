@@ -393,9 +393,16 @@ void http_server::impl::remove(session* s) {
 
 template <class F>
 void http_server::impl::for_each_session(F f) {
-  std::lock_guard lock(mutex_);
-  for (auto& [raw, weak] : sessions_)
-    if (auto s = weak.lock()) net::post(s->executor(), [s, f] { f(*s); });
+  std::vector<std::shared_ptr<session>> live;
+  {
+    std::lock_guard lock(mutex_);
+    live.reserve(sessions_.size());
+    for (auto& [raw, weak] : sessions_)
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+  }
+  // Posted and released outside the lock: once the posted call has run on another thread, the
+  // reference here may be the last one, and ~session takes the lock (remove()).
+  for (auto& s : live) net::post(s->executor(), [s, f] { f(*s); });
 }
 
 void http_server::impl::stop() {
