@@ -12,6 +12,7 @@
 //   transaction (items/s = gets/s). The store is built once per run.
 //
 // Run pinned to one core:   taskset -c 1 build/<dir>/bench/storage_bench
+// Repetitions of all benchmarks run randomly interleaved (see main()), each reporting medians.
 // The stores live in $OPENDSR_BENCH_DIR, else the system's temporary directory; it must not be a
 // tmpfs, or the durable figures measure no fsync at all (the run warns if it is).
 #include <opendsr/lmdb_storage.hpp>
@@ -29,6 +30,7 @@
 #include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <sys/vfs.h>
 
@@ -381,6 +383,14 @@ void describe_storage_dir() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Interleave the repetitions of all benchmarks, so a burst of load on the machine (fsync
+  // latency above all) spreads over every backend rather than landing on one. The command line
+  // may turn it off.
+  std::vector<char*> args(argv, argv + argc);
+  char interleave[] = "--benchmark_enable_random_interleaving=true";
+  args.insert(args.begin() + 1, interleave);
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   describe_storage_dir();

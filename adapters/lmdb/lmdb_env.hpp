@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -44,6 +45,9 @@ class lmdb_env {
   // The one writer of this process: blocks until no other write transaction is open.
   void acquire_writer();
   void release_writer() noexcept;
+  // The buffer the writer keeps its replay log in, reused from one write transaction to the next.
+  // REQUIRES: the caller holds the writer.
+  std::string& writer_log() noexcept { return writer_log_; }
 
   // Doubles the map, up to max_map_size, once no transaction of this process is open.
   // REQUIRES: the caller holds the writer and has no LMDB transaction open.
@@ -80,6 +84,7 @@ class lmdb_env {
   std::mutex writer_mutex_;
   std::condition_variable writer_free_;
   bool writing_ = false;
+  std::string writer_log_;
 };
 
 }  // namespace opendsr::detail

@@ -84,11 +84,24 @@ class lmdb_read_transaction final : public read_transaction {
 };
 
 // The writes of a transaction, kept so that it can be replayed into a new LMDB transaction
-// after the map grew. Each record: kind, key size, value size, key, value.
+// after the map grew. Each record: kind, key size, value size, key, value. The bytes live in a
+// buffer the environment lends to its one writer, so its capacity carries over between
+// transactions instead of being grown again by each.
 class write_log {
  public:
+  // REQUIRES: the caller holds the writer until end().
+  explicit write_log(std::string& buffer) : bytes_(buffer) { bytes_.clear(); }
+  write_log(const write_log&) = delete;
+  write_log& operator=(const write_log&) = delete;
+
   void put(std::string_view key, std::string_view value) { append('p', key, value); }
   void erase(std::string_view key) { append('e', key, {}); }
+
+  // Hands the buffer back: keeps one of ordinary size for the next writer, frees a huge one.
+  // REQUIRES: called once, while the writer is still held; the log is not used after.
+  void end() {
+    if (bytes_.capacity() > kept_capacity) std::string().swap(bytes_);
+  }
 
   // Calls apply(kind, key, value) for each record in order; stops at and returns the first
   // non-zero result.
@@ -111,6 +124,7 @@ class write_log {
 
  private:
   static constexpr std::size_t header_size = 1 + sizeof(std::uint32_t) + sizeof(std::uint64_t);
+  static constexpr std::size_t kept_capacity = std::size_t{4} << 20;
 
   void append(char kind, std::string_view key, std::string_view value) {
     const auto key_size = static_cast<std::uint32_t>(key.size());
@@ -122,7 +136,7 @@ class write_log {
     bytes_.append(header, header_size).append(key).append(value);
   }
 
-  std::string bytes_;
+  std::string& bytes_;
 };
 
 class lmdb_write_transaction final : public write_transaction {
@@ -200,8 +214,9 @@ class lmdb_write_transaction final : public write_transaction {
   }
 
  private:
+  // REQUIRES: the caller holds env's writer.
   explicit lmdb_write_transaction(lmdb_env& env)
-      : env_(env), began_on_(std::this_thread::get_id()) {}
+      : env_(env), began_on_(std::this_thread::get_id()), log_(env.writer_log()) {}
 
   int put_lmdb(std::string_view key, std::string_view value) {
     MDB_val k = to_val(key);
@@ -228,6 +243,7 @@ class lmdb_write_transaction final : public write_transaction {
       holds_gate_ = false;
     }
     if (holds_writer_) {
+      log_.end();
       env_.release_writer();
       holds_writer_ = false;
     }
