@@ -503,6 +503,30 @@ TEST_F(Daemon, MetricsCountRequestsByRouteAndStatus) {
   EXPECT_EQ(log.find(a_.secret), std::string::npos);
 }
 
+TEST_F(Daemon, TheOpendsrToolVerifiesSignaturesLikeAController) {
+  auto created = post(body(next_id()), a_);
+  ASSERT_EQ(created.status, 201);
+  write_file(dir_ / "tool-body.json", created.body);
+  const std::string verify = env_path("OPENDSR") + " verify --cert " + (dir_ / "cert.pem").string() + " --signature '" +
+                             created.header("X-OpenDSR-Signature").value_or("") + "' --body " + (dir_ / "tool-body.json").string();
+  auto [ok, out] = run(verify);
+  EXPECT_EQ(ok, 0);
+  EXPECT_EQ(out, "Verified OK\n");
+  std::string flipped = created.body;
+  flipped.back() ^= 0x01;
+  write_file(dir_ / "tool-body.json", flipped);
+  auto [bad, bad_out] = run(verify);
+  EXPECT_EQ(bad, 1);
+  EXPECT_EQ(bad_out, "Verification failure\n");
+}
+
+TEST_F(Daemon, TheOpendsrToolIsRefusedWhileTheDaemonHoldsTheStore) {
+  auto [status, out] = run(env_path("OPENDSR") + " workspace list --data-dir " + (dir_ / "data").string() + " 2>&1");
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(out.find("opendsr: "), std::string::npos) << out;
+  EXPECT_EQ(out.find(a_.api_key), std::string::npos);
+}
+
 // Separate daemons, each in its own data directory.
 TEST(DaemonProcess, FirstRunPrintsCredentialsAndACurlLineThatWorksAndSigtermKeepsEveryRequest) {
   const fs::path dir = make_temp_dir();
