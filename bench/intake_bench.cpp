@@ -1,9 +1,12 @@
 // Durable intake: submissions per second through the engine and the group committer, on LMDB
 // durable with 1, 8 and 64 concurrent submitters, on LMDB no-sync (64) and on the memory adapter
-// (64), each LMDB figure beside its floor measured in the same run.
+// (64), each LMDB figure beside its floors measured in the same run.
 //
 // Every submission is a fresh request (an erasure with two identities and one callback URL), so
-// each takes the whole write path; each submitter thread calls the blocking submit() in a loop.
+// each takes the whole write path. Submitters come in two kinds (submitter_mode): `threads`, one
+// thread per submitter calling the blocking submit() in a loop, and `async`, that many
+// submissions kept in flight by completion handlers that submit the next one at once (how the
+// HTTP server uses the committer: no thread waits).
 //
 // Counters
 // - items_per_second: accepted submissions per second (all of them are accepted).
@@ -11,19 +14,22 @@
 // - keys/req, bytes/req: what the engine puts per submission (key + value bytes), counted by a
 //   recording storage wrapper.
 // - floor/s: the bare floor, in submissions per second. The recording wrapper keeps every put
-//   of every committed transaction; afterwards bare liblmdb (the C API with the adapter's flags,
-//   no opendsr) replays exactly those keys and values, in the same transactions, into a fresh
-//   store in the same sync mode: the same keys and bytes per transaction at the batch sizes the
-//   committer formed, without the engine's work (parsing, lookups, encoding, receipts) and
-//   without the adapter. vs_floor = items_per_second / floor/s; design/performance.md asks
-//   >= 0.8 for lmdb_durable/64.
-// - fsync_each/s (durable): the same replay with one transaction (one fsync) per submission:
-//   intake without group commit. vs_fsync_each = items_per_second / fsync_each/s.
+//   of every committed transaction; after each round, bare liblmdb (the C API with the
+//   adapter's flags, no opendsr) replays exactly that round's keys and values, in the same
+//   transactions, into its own store in the same sync mode: the same keys and bytes per
+//   transaction at the batch sizes the committer formed, without the engine's work (parsing,
+//   lookups, encoding, receipts), the adapter or the committer.
+// - fsync_each/s (durable): the same replay with one transaction (one fsync) per submission,
+//   20 per round: intake without group commit.
+// - vs_floor, vs_fsync_each: the median over the rounds of the engine's rate in a round over
+//   the floor's rate right after it. Rounds alternate with their floors so that both sample
+//   the same disk weather (a shared machine's fsync latency drifts by several times within a
+//   minute); design/performance.md asks vs_floor >= 0.8 for lmdb_durable with 64 submitters.
 //
-// Run pinned or not (the committer uses a writer thread beside the submitters):
-//   build/<dir>/bench/intake_bench
-// The stores live in $OPENDSR_BENCH_DIR, else the system's temporary directory; it must not be
-// a tmpfs, or the durable figures measure no fsync at all (the run warns if it is).
+// Run: build/<dir>/bench/intake_bench (not pinned: the committer's writer thread runs beside
+// the submitters). The stores live in $OPENDSR_BENCH_DIR, else the system's temporary
+// directory; it must not be a tmpfs, or the durable figures measure no fsync at all (the run
+// warns if it is).
 #include <opendsr/engine.hpp>
 #include <opendsr/group_commit.hpp>
 #include <opendsr/lmdb_storage.hpp>
@@ -35,13 +41,18 @@
 #include <benchmark/benchmark.h>
 #include <lmdb.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <latch>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,47 +155,51 @@ class recording_storage final : public storage_wrapper {
   };
 };
 
-// Replays the log with bare liblmdb into a fresh store: in the log's own transactions, or with
-// `puts_per_txn` puts per transaction when it is not 0. Stops after max_txns transactions.
-// Returns the seconds taken and how many puts were replayed.
-struct replay_time {
-  double seconds;
-  std::size_t puts;
-};
-replay_time bare_lmdb_replay(const put_log& log, sync_mode sync, std::size_t puts_per_txn, std::size_t max_txns) {
-  scratch_dir dir;
-  MDB_env* env = nullptr;
-  check_lmdb(mdb_env_create(&env), "mdb_env_create");
-  check_lmdb(mdb_env_set_mapsize(env, std::size_t{1} << 30), "mdb_env_set_mapsize");
-  // The flags lmdb_storage uses.
-  check_lmdb(mdb_env_open(env, dir.path().c_str(), MDB_NOTLS | (sync == sync_mode::no_sync ? MDB_NOSYNC : 0), 0600),
-             "mdb_env_open");
-  MDB_dbi dbi;
-  {
+// A bare liblmdb store in a fresh directory: the C API with the flags lmdb_storage uses, no
+// opendsr. It replays put logs.
+class bare_lmdb {
+ public:
+  explicit bare_lmdb(sync_mode sync) {
+    check_lmdb(mdb_env_create(&env_), "mdb_env_create");
+    check_lmdb(mdb_env_set_mapsize(env_, std::size_t{1} << 30), "mdb_env_set_mapsize");
+    check_lmdb(mdb_env_open(env_, dir_.path().c_str(), MDB_NOTLS | (sync == sync_mode::no_sync ? MDB_NOSYNC : 0), 0600),
+               "mdb_env_open");
     MDB_txn* txn = nullptr;
-    check_lmdb(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-    check_lmdb(mdb_dbi_open(txn, nullptr, 0, &dbi), "mdb_dbi_open");
+    check_lmdb(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+    check_lmdb(mdb_dbi_open(txn, nullptr, 0, &dbi_), "mdb_dbi_open");
     check_lmdb(mdb_txn_commit(txn), "mdb_txn_commit");
   }
-  const auto start = bench_clock::now();
-  std::size_t at = 0, put = 0;
-  for (std::size_t t = 0; t < max_txns && put < log.puts(); ++t) {
-    const std::size_t n = std::min(puts_per_txn != 0 ? puts_per_txn : log.txn_puts[t], log.puts() - put);
-    MDB_txn* txn = nullptr;
-    check_lmdb(mdb_txn_begin(env, nullptr, 0, &txn), "mdb_txn_begin");
-    for (std::size_t i = 0; i < n; ++i, ++put) {
-      MDB_val k{log.sizes[2 * put], const_cast<char*>(log.bytes.data() + at)};
-      at += k.mv_size;
-      MDB_val v{log.sizes[2 * put + 1], const_cast<char*>(log.bytes.data() + at)};
-      at += v.mv_size;
-      check_lmdb(mdb_put(txn, dbi, &k, &v, 0), "mdb_put");
+  ~bare_lmdb() { mdb_env_close(env_); }
+  bare_lmdb(const bare_lmdb&) = delete;
+  bare_lmdb& operator=(const bare_lmdb&) = delete;
+
+  // Replays the first `max_puts` puts of the log in the log's own transactions, or, when
+  // puts_per_txn is not 0, in transactions of that many puts. Returns the seconds it took.
+  double replay(const put_log& log, std::size_t puts_per_txn, std::size_t max_puts = SIZE_MAX) {
+    const std::size_t total = std::min(max_puts, log.puts());
+    const auto start = bench_clock::now();
+    std::size_t at = 0, put = 0;
+    for (std::size_t t = 0; put < total; ++t) {
+      const std::size_t n = std::min(puts_per_txn != 0 ? puts_per_txn : log.txn_puts[t], total - put);
+      MDB_txn* txn = nullptr;
+      check_lmdb(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
+      for (std::size_t i = 0; i < n; ++i, ++put) {
+        MDB_val k{log.sizes[2 * put], const_cast<char*>(log.bytes.data() + at)};
+        at += k.mv_size;
+        MDB_val v{log.sizes[2 * put + 1], const_cast<char*>(log.bytes.data() + at)};
+        at += v.mv_size;
+        check_lmdb(mdb_put(txn, dbi_, &k, &v, 0), "mdb_put");
+      }
+      check_lmdb(mdb_txn_commit(txn), "mdb_txn_commit");
     }
-    check_lmdb(mdb_txn_commit(txn), "mdb_txn_commit");
+    return std::chrono::duration<double>(bench_clock::now() - start).count();
   }
-  const double seconds = std::chrono::duration<double>(bench_clock::now() - start).count();
-  mdb_env_close(env);
-  return {seconds, put};
-}
+
+ private:
+  scratch_dir dir_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbi_ = 0;
+};
 
 enum class store_kind { lmdb_durable, lmdb_no_sync, memory };
 
@@ -211,78 +226,136 @@ std::string body_for(std::uint64_t n) {
                              .callback_urls = {"https://controller.example.com/opendsr/callbacks"}});
 }
 
-// One iteration is a round of `per_round` submissions spread over `submitters` threads, all
-// released at once; its time runs from the release until the last thread is done.
-void BM_intake(benchmark::State& state, store_kind kind, std::size_t submitters, std::size_t per_round) {
+// How the concurrent submitters are made.
+enum class submitter_mode {
+  // One thread per submitter, each calling the blocking submit() in a loop.
+  threads,
+  // Submissions kept in flight by completion handlers: each handler submits the next body at
+  // once, as a server's I/O thread would on its connections' next requests. No thread waits.
+  async,
+};
+
+// Submits every body, `submitters` at a time; returns the seconds from the first submission
+// to the last result.
+double run_round(group_committer& c, const std::vector<std::string>& bodies, std::size_t submitters,
+                 submitter_mode mode, std::atomic<std::size_t>& failures) {
+  const std::size_t n = bodies.size();
+  if (mode == submitter_mode::threads) {
+    std::latch go(static_cast<std::ptrdiff_t>(submitters) + 1);
+    std::vector<std::thread> pool;
+    for (std::size_t t = 0; t < submitters; ++t)
+      pool.emplace_back([&, t] {
+        go.arrive_and_wait();
+        for (std::size_t i = t; i < n; i += submitters)
+          if (!c.submit("3622", bodies[i], received)) ++failures;
+      });
+    go.arrive_and_wait();
+    const auto start = bench_clock::now();
+    for (std::thread& t : pool) t.join();
+    return std::chrono::duration<double>(bench_clock::now() - start).count();
+  }
+
+  std::atomic<std::size_t> next{std::min(submitters, n)};
+  std::mutex mutex;
+  std::condition_variable finished;
+  std::size_t completed = 0;
+  std::function<void(std::size_t)> submit = [&](std::size_t i) {
+    auto queued = c.submit_async("3622", bodies[i], received, [&](result<receipt> r) {
+      if (!r) ++failures;
+      if (const std::size_t j = next.fetch_add(1); j < n) submit(j);
+      std::lock_guard lock(mutex);
+      if (++completed == n) finished.notify_one();
+    });
+    if (!queued) die("submit_async: " + queued.error().message());
+  };
+  const auto start = bench_clock::now();
+  for (std::size_t i = 0; i < std::min(submitters, n); ++i) submit(i);
+  std::unique_lock lock(mutex);
+  finished.wait(lock, [&] { return completed == n; });
+  return std::chrono::duration<double>(bench_clock::now() - start).count();
+}
+
+// The submissions of one benchmark run, and the floors measured beside them.
+struct tally {
+  double submissions = 0, commits = 0, puts = 0, bytes = 0;
+  double floor_seconds = 0;                       // the batched replay of every round
+  double each_submissions = 0, each_seconds = 0;  // the one-fsync-per-submission replay
+  // Per round: the engine's rate over each floor's rate in that round.
+  std::vector<double> vs_floor, vs_fsync_each;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// One iteration is a round of `per_round` fresh submissions; its time is the engine's alone.
+// After each round, and outside its time, the bare stores replay that round's puts, so the
+// engine and its floors sample the same disk weather (other work on the machine, the state of
+// the device's cache) over the run.
+void BM_intake(benchmark::State& state, store_kind kind, submitter_mode mode, std::size_t submitters,
+               std::size_t per_round) {
   store_under_test s(kind);
   recording_storage recorder(*s.store);
   engine_options options;
   options.certificate_url = "https://opendsr.example.com/opendsr_cert.pem";
   engine e = must(engine::open(recorder, options), "opening the engine");
   auto committer = must(group_committer::start(e), "starting the group committer");
-  recorder.log = {};  // the schema commit of open() is not intake
+  const sync_mode sync = kind == store_kind::lmdb_no_sync ? sync_mode::no_sync : sync_mode::durable;
+  std::optional<bare_lmdb> floor_store, each_store;
+  if (kind != store_kind::memory) floor_store.emplace(sync);
+  if (kind == store_kind::lmdb_durable) each_store.emplace(sync);
+  // One fsync per submission is slow: this many per round, over all the rounds, give a stable
+  // rate.
+  constexpr std::size_t each_per_round = 20;
 
+  tally t;
   std::uint64_t next = 0;
   std::atomic<std::size_t> failures{0};
   for (auto _ : state) {
-    std::vector<std::vector<std::string>> bodies(submitters);
-    for (std::size_t i = 0; i < per_round; ++i) bodies[i % submitters].push_back(body_for(next++));
-    std::latch go(static_cast<std::ptrdiff_t>(submitters) + 1);
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < submitters; ++t)
-      pool.emplace_back([&, t] {
-        go.arrive_and_wait();
-        for (const std::string& b : bodies[t])
-          if (!committer->submit("3622", b, received)) ++failures;
-      });
-    go.arrive_and_wait();
-    const auto start = bench_clock::now();
-    for (std::thread& t : pool) t.join();
-    state.SetIterationTime(std::chrono::duration<double>(bench_clock::now() - start).count());
+    std::vector<std::string> bodies;
+    for (std::size_t i = 0; i < per_round; ++i) bodies.push_back(body_for(next++));
+    recorder.log = {};  // this round's commits only (and not the schema commit of open())
+    const double seconds = run_round(*committer, bodies, submitters, mode, failures);
+    state.SetIterationTime(seconds);
+
+    const put_log& log = recorder.log;
+    t.submissions += static_cast<double>(per_round);
+    t.commits += static_cast<double>(log.txn_puts.size());
+    t.puts += static_cast<double>(log.puts());
+    t.bytes += static_cast<double>(log.bytes.size());
+    if (floor_store) {
+      const double floor_seconds = floor_store->replay(log, 0);
+      t.floor_seconds += floor_seconds;
+      t.vs_floor.push_back(floor_seconds / seconds);
+    }
+    if (each_store) {
+      const std::size_t puts_per_submission = (log.puts() + per_round / 2) / per_round;
+      const std::size_t n = std::min(each_per_round, per_round);
+      const double each_seconds = each_store->replay(log, puts_per_submission, n * puts_per_submission);
+      t.each_seconds += each_seconds;
+      t.each_submissions += static_cast<double>(n);
+      t.vs_fsync_each.push_back((static_cast<double>(per_round) / seconds) / (static_cast<double>(n) / each_seconds));
+    }
   }
   committer->stop();
   if (failures > 0) {
     state.SkipWithError("a submission failed");
     return;
   }
-
-  const auto submitted = static_cast<double>(next);
-  const put_log& log = recorder.log;
-  state.SetItemsProcessed(static_cast<std::int64_t>(next));
-  state.counters["batch"] = submitted / static_cast<double>(log.txn_puts.size());
-  state.counters["keys/req"] = static_cast<double>(log.puts()) / submitted;
-  state.counters["bytes/req"] = static_cast<double>(log.bytes.size()) / submitted;
-  if (kind == store_kind::memory) return;
-
-  // Rates are per second of the engine's own timed rounds; benchmark divides items by the
-  // manual time, so the floors are computed the same way here.
-  const sync_mode sync = kind == store_kind::lmdb_durable ? sync_mode::durable : sync_mode::no_sync;
-  const double requests_per_put = submitted / static_cast<double>(log.puts());
-  const replay_time floor = bare_lmdb_replay(log, sync, 0, log.txn_puts.size());
-  state.counters["floor/s"] = static_cast<double>(floor.puts) * requests_per_put / floor.seconds;
-  if (kind != store_kind::lmdb_durable) return;
-  // One fsync per submission is slow: 2,000 of them give a stable rate.
-  const auto puts_per_request = static_cast<std::size_t>(static_cast<double>(log.puts()) / submitted + 0.5);
-  const replay_time each = bare_lmdb_replay(log, sync, puts_per_request, 2000);
-  state.counters["fsync_each/s"] = static_cast<double>(each.puts) * requests_per_put / each.seconds;
-}
-
-// The ratios need the engine's rate, which the benchmark library derives after the run: they
-// are computed by the reporter below from the counters above.
-class ratio_reporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    std::vector<Run> with_ratios = runs;
-    for (Run& r : with_ratios) {
-      const auto rate = r.counters.find("items_per_second");
-      if (rate == r.counters.end()) continue;
-      for (const auto& [floor, ratio] : {std::pair{"floor/s", "vs_floor"}, std::pair{"fsync_each/s", "vs_fsync_each"}})
-        if (const auto f = r.counters.find(floor); f != r.counters.end() && f->second.value > 0)
-          r.counters[ratio] = benchmark::Counter(rate->second.value / f->second.value);
-    }
-    ConsoleReporter::ReportRuns(with_ratios);
+  state.SetItemsProcessed(static_cast<std::int64_t>(t.submissions));
+  state.counters["batch"] = t.submissions / t.commits;
+  state.counters["keys/req"] = t.puts / t.submissions;
+  state.counters["bytes/req"] = t.bytes / t.submissions;
+  if (floor_store) {
+    state.counters["floor/s"] = t.submissions / t.floor_seconds;
+    state.counters["vs_floor"] = median(t.vs_floor);
   }
-};
+  if (each_store) {
+    state.counters["fsync_each/s"] = t.each_submissions / t.each_seconds;
+    state.counters["vs_fsync_each"] = median(t.vs_fsync_each);
+  }
+}
 
 void warn_if_tmpfs() {
   const char* root = std::getenv("OPENDSR_BENCH_DIR");
@@ -296,22 +369,33 @@ void warn_if_tmpfs() {
 
 void register_all() {
   struct config {
-    const char* name;
+    const char* store;
     store_kind kind;
-    std::size_t submitters, per_round, iterations;
+    submitter_mode mode;
+    std::size_t submitters, per_round, rounds;
   };
-  // Rounds sized so that each figure takes about a second or two on the development machine.
-  for (const config& c : {config{"lmdb_durable", store_kind::lmdb_durable, 1, 1000, 3},
-                          config{"lmdb_durable", store_kind::lmdb_durable, 8, 4000, 3},
-                          config{"lmdb_durable", store_kind::lmdb_durable, 64, 8192, 5},
-                          config{"lmdb_no_sync", store_kind::lmdb_no_sync, 64, 8192, 5},
-                          config{"memory", store_kind::memory, 64, 8192, 5}})
-    benchmark::RegisterBenchmark(
-        (std::string("BM_intake/") + c.name + "/submitters:" + std::to_string(c.submitters)).c_str(),
-        [c](benchmark::State& state) { BM_intake(state, c.kind, c.submitters, c.per_round); })
+  using enum store_kind;
+  using enum submitter_mode;
+  // Many short rounds, so that the median pairs a round with a floor measured moments later;
+  // each figure takes a few seconds on the development machine.
+  for (const config& c : {config{"lmdb_durable", lmdb_durable, threads, 1, 40, 15},
+                          config{"lmdb_durable", lmdb_durable, threads, 8, 200, 15},
+                          config{"lmdb_durable", lmdb_durable, threads, 64, 1024, 15},
+                          config{"lmdb_durable", lmdb_durable, async, 64, 1024, 15},
+                          config{"lmdb_no_sync", lmdb_no_sync, threads, 64, 4096, 15},
+                          config{"lmdb_no_sync", lmdb_no_sync, async, 64, 4096, 15},
+                          config{"memory", memory, threads, 64, 4096, 15},
+                          config{"memory", memory, async, 64, 4096, 15}}) {
+    const std::string name = std::string("BM_intake/") + c.store + (c.mode == threads ? "/threads:" : "/async:") +
+                             std::to_string(c.submitters);
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [c](benchmark::State& state) {
+                                   BM_intake(state, c.kind, c.mode, c.submitters, c.per_round);
+                                 })
         ->UseManualTime()
-        ->Iterations(static_cast<benchmark::IterationCount>(c.iterations))
+        ->Iterations(static_cast<benchmark::IterationCount>(c.rounds))
         ->Unit(benchmark::kMillisecond);
+  }
 }
 
 }  // namespace
@@ -322,7 +406,6 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   opendsr::warn_if_tmpfs();
   opendsr::register_all();
-  opendsr::ratio_reporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }

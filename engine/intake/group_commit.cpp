@@ -1,6 +1,8 @@
 #include <opendsr/group_commit.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <deque>
 #include <iterator>
@@ -14,11 +16,21 @@
 namespace opendsr {
 
 struct group_committer::impl {
+  // Where a blocking submit() finds its result. It lives in submit()'s frame: the writer stores
+  // the outcome, then sets `ready`, and touches it no more, so the frame may end as soon as
+  // submit() sees `ready`.
+  struct waiter {
+    std::optional<result<receipt>> outcome;
+    std::atomic<bool> ready{false};
+    std::size_t wake_word = 0;  // the index into wake_words_ it sleeps on; set by enqueue()
+  };
+
   struct queued {
     std::string workspace;
     std::string body;
     timestamp received;
-    completion_handler done;
+    completion_handler done;     // submit_async()
+    waiter* blocked = nullptr;   // submit(), instead of done
   };
 
   impl(engine& e, group_commit_options o) : engine_(e), options_(o) {}
@@ -31,6 +43,8 @@ struct group_committer::impl {
         return error(errc::unavailable, "The intake is shutting down; the request was not taken.");
       if (queue_.size() >= options_.max_queued)
         return error(errc::unavailable, "The intake queue is full; retry later.");
+      // Usually taken by the next batch: it sleeps on that batch's word.
+      if (q.blocked) q.blocked->wake_word = (batches_taken_ + 1) % 2;
       queue_.push_back(std::move(q));
     }
     work_.notify_one();
@@ -49,12 +63,28 @@ struct group_committer::impl {
         const auto n = static_cast<std::ptrdiff_t>(std::min(queue_.size(), options_.max_batch_size));
         batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + n));
         queue_.erase(queue_.begin(), queue_.begin() + n);
+        ++batches_taken_;
       }
       // The views point into `batch`, which stays put until the handlers have run.
       inputs.clear();
       for (const queued& q : batch) inputs.push_back({q.workspace, q.body, q.received});
       std::vector<result<receipt>> results = engine_.submit_batch(inputs);
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+      bool released[2] = {false, false};
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (waiter* w = batch[i].blocked) {
+          released[w->wake_word] = true;
+          w->outcome.emplace(std::move(results[i]));
+          w->ready.store(true, std::memory_order_release);
+        } else {
+          batch[i].done(std::move(results[i]));
+        }
+      }
+      // One wake for all the blocked submitters of the batch, instead of one each.
+      for (std::size_t word = 0; word < 2; ++word)
+        if (released[word]) {
+          wake_words_[word].fetch_add(1, std::memory_order_release);
+          wake_words_[word].notify_all();
+        }
       batch.clear();
     }
   }
@@ -65,6 +95,13 @@ struct group_committer::impl {
   std::condition_variable work_;  // signalled when queue_ gains an entry or stopping_ is set
   std::deque<queued> queue_;      // waiting for the writer, in arrival order
   bool stopping_ = false;
+  std::uint64_t batches_taken_ = 0;  // guarded by mutex_
+  // Blocked submitters sleep (a futex) until their word changes, then check their own waiter.
+  // A batch bumps the word of each of its waiters once it has released them. Waiters sleep on
+  // the word of the batch after the one in progress when they queued (by its parity), so a
+  // batch does not wake those queued behind it; one queued further back (the queue was longer
+  // than a batch) is woken early once and sleeps again.
+  std::atomic<std::uint32_t> wake_words_[2] = {0, 0};
   std::thread writer_;
   std::once_flag joined_;
 };
@@ -86,20 +123,12 @@ group_committer::group_committer(std::unique_ptr<impl> p) : impl_(std::move(p)) 
 group_committer::~group_committer() { stop(); }
 
 result<receipt> group_committer::submit(std::string_view workspace, std::string_view body, timestamp received) {
-  // The handler notifies while it holds the mutex, so this frame (and the waiter in it) cannot
-  // end before the writer thread is done with it.
-  struct waiter {
-    std::mutex mutex;
-    std::condition_variable finished;
-    std::optional<result<receipt>> outcome;
-  } w;
-  OPENDSR_TRY(impl_->enqueue({std::string(workspace), std::string(body), received, [&w](result<receipt> r) {
-                                std::lock_guard lock(w.mutex);
-                                w.outcome.emplace(std::move(r));
-                                w.finished.notify_one();
-                              }}));
-  std::unique_lock lock(w.mutex);
-  w.finished.wait(lock, [&] { return w.outcome.has_value(); });
+  impl::waiter w;
+  OPENDSR_TRY(impl_->enqueue({std::string(workspace), std::string(body), received, nullptr, &w}));
+  std::atomic<std::uint32_t>& word = impl_->wake_words_[w.wake_word];
+  for (auto seen = word.load(std::memory_order_acquire); !w.ready.load(std::memory_order_acquire);
+       seen = word.load(std::memory_order_acquire))
+    word.wait(seen, std::memory_order_acquire);
   return std::move(*w.outcome);
 }
 
