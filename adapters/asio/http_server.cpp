@@ -1,6 +1,8 @@
 // The Beast HTTP/1.1 server. All of Beast stays in this translation unit (it is slow to compile).
 #include <opendsr/http_server.hpp>
 
+#include "tls_channel.hpp"
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +22,9 @@
 #include <boost/beast/http/write.hpp>
 
 #include <array>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -61,6 +66,9 @@ class http_server::impl {
   result<void> listen();
   void run();
   void stop();
+
+  // Serve TLS with this context (null: plain HTTP).
+  std::shared_ptr<const detail::tls_context> tls_;
 
   http_handler& handler() { return handler_; }
   const http_server_options& options() const { return options_; }
@@ -109,10 +117,145 @@ http_request to_request(const http::request_header<>& header) {
   return r;
 }
 
+// The bytes of one connection: the TCP stream itself, or TLS over it. An Asio AsyncReadStream
+// and AsyncWriteStream, so Beast reads and writes HTTP through it unchanged. At most one read
+// and one write are in progress, never both at once (a session reads, then writes).
+class connection {
+ public:
+  using executor_type = beast::tcp_stream::executor_type;
+
+  connection(tcp::socket socket, std::shared_ptr<const detail::tls_context> tls) : tcp_(std::move(socket)) {
+#if OPENDSR_ASIO_TLS
+    if (tls) tls_ = std::make_unique<detail::tls_channel>(std::move(tls));
+#else
+    (void)tls;
+#endif
+  }
+
+  executor_type get_executor() { return tcp_.get_executor(); }
+  beast::tcp_stream& transport() { return tcp_; }
+
+  template <class MutableBuffers, class Handler>
+  auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    return net::async_compose<Handler, void(beast::error_code, std::size_t)>(read_op<MutableBuffers>{*this, buffers},
+                                                                              handler, tcp_);
+  }
+
+  template <class ConstBuffers, class Handler>
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    return net::async_compose<Handler, void(beast::error_code, std::size_t)>(write_op<ConstBuffers>{*this, buffers},
+                                                                              handler, tcp_);
+  }
+
+ private:
+  static beast::error_code tls_error() { return boost::system::errc::make_error_code(boost::system::errc::protocol_error); }
+
+  // Plain: one read from the socket. TLS: write what the channel has to send (handshake
+  // replies), then hand out decrypted bytes, reading and decrypting until there are some.
+  template <class MutableBuffers>
+  struct read_op {
+    connection& c;
+    MutableBuffers buffers;
+    enum class step { start, reading, flushing, done } at = step::start;
+    std::size_t copied = 0;
+    beast::error_code result = {};
+
+    template <class Self>
+    void operator()(Self& self, beast::error_code ec = {}, std::size_t n = 0) {
+      if (!c.tls_) {
+        if (at == step::start) {
+          at = step::reading;
+          return c.tcp_.async_read_some(buffers, std::move(self));
+        }
+        return self.complete(ec, n);
+      }
+#if OPENDSR_ASIO_TLS
+      switch (at) {
+        case step::done: return self.complete(result, copied);
+        case step::reading:
+          if (ec) return self.complete(ec, 0);
+          if (!c.tls_->received(c.cipher_.data(), n)) result = tls_error();
+          break;
+        case step::flushing:
+          if (ec) return self.complete(ec, 0);
+          c.tls_->output().clear();
+          break;
+        case step::start: break;
+      }
+      std::string& out = c.tls_->output();
+      if (!out.empty()) {  // handshake records, or an alert to send before failing
+        at = step::flushing;
+        return net::async_write(c.tcp_, net::buffer(out), std::move(self));
+      }
+      std::string& in = c.tls_->input();
+      if (!in.empty()) {
+        copied = net::buffer_copy(buffers, net::buffer(in));
+        in.erase(0, copied);
+        result = {};
+      } else if (!result && c.tls_->closed()) {
+        result = net::error::eof;
+      }
+      if (copied > 0 || result) {
+        if (at != step::start) return self.complete(result, copied);
+        at = step::done;  // complete later, not inside the initiating call
+        return net::post(c.tcp_.get_executor(), std::move(self));
+      }
+      at = step::reading;
+      c.tcp_.async_read_some(net::buffer(c.cipher_), std::move(self));
+#endif
+    }
+  };
+
+  // Plain: one write to the socket. TLS: encrypt everything, write all the records.
+  template <class ConstBuffers>
+  struct write_op {
+    connection& c;
+    ConstBuffers buffers;
+    enum class step { start, writing, failed } at = step::start;
+    std::size_t size = 0;
+
+    template <class Self>
+    void operator()(Self& self, beast::error_code ec = {}, std::size_t n = 0) {
+      if (!c.tls_) {
+        if (at == step::start) {
+          at = step::writing;
+          return c.tcp_.async_write_some(buffers, std::move(self));
+        }
+        return self.complete(ec, n);
+      }
+#if OPENDSR_ASIO_TLS
+      if (at == step::failed) return self.complete(tls_error(), 0);
+      if (at == step::writing) {
+        c.tls_->output().clear();
+        return self.complete(ec, ec ? 0 : size);
+      }
+      for (auto b : beast::buffers_range_ref(buffers)) {
+        if (!c.tls_->send(static_cast<const char*>(b.data()), b.size())) {
+          at = step::failed;
+          return net::post(c.tcp_.get_executor(), std::move(self));
+        }
+        size += b.size();
+      }
+      at = step::writing;
+      net::async_write(c.tcp_, net::buffer(c.tls_->output()), std::move(self));
+#endif
+    }
+  };
+
+  beast::tcp_stream tcp_;
+#if OPENDSR_ASIO_TLS
+  std::unique_ptr<detail::tls_channel> tls_;
+  std::array<char, 16 * 1024> cipher_;
+#else
+  std::unique_ptr<int> tls_;  // always null: built without TLS
+#endif
+};
+
 // One connection. Every member is touched only on the connection's strand.
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(tcp::socket socket, http_server::impl& server) : stream_(std::move(socket)), server_(server) {}
+  session(tcp::socket socket, std::shared_ptr<const detail::tls_context> tls, http_server::impl& server)
+      : stream_(std::move(socket), std::move(tls)), server_(server) {}
 
   ~session() { server_.remove(this); }
 
@@ -165,7 +308,7 @@ class session : public std::enable_shared_from_this<session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(options().max_header_bytes));
     parser_->body_limit(options().max_body_bytes);
-    stream_.expires_after(first_request_ ? options().read_timeout : options().idle_timeout);
+    stream_.transport().expires_after(first_request_ ? options().read_timeout : options().idle_timeout);
     http::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_header, shared_from_this()));
   }
 
@@ -185,7 +328,7 @@ class session : public std::enable_shared_from_this<session> {
     auto expect = header[http::field::expect];
     if (beast::iequals(expect, "100-continue")) {
       continue_.emplace(http::status::continue_, header.version());
-      stream_.expires_after(options().write_timeout);
+      stream_.transport().expires_after(options().write_timeout);
       return http::async_write(stream_, *continue_, [self = shared_from_this()](beast::error_code wec, std::size_t) {
         if (wec) return self->close();
         self->read_body();
@@ -195,14 +338,14 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void read_body() {
-    stream_.expires_after(options().read_timeout);
+    stream_.transport().expires_after(options().read_timeout);
     http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_body, shared_from_this()));
   }
 
   void on_body(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
     phase_ = phase::handling;
-    stream_.expires_never();
+    stream_.transport().expires_never();
     auto message = parser_->release();
     http_request request = to_request(message.base());
     request.body = std::move(message.body());
@@ -263,7 +406,7 @@ class session : public std::enable_shared_from_this<session> {
       keep_alive_ = false;
       build_response(http_response{500, {}, {}});
     }
-    stream_.expires_after(options().write_timeout);
+    stream_.transport().expires_after(options().write_timeout);
     http::async_write(stream_, response_, beast::bind_front_handler(&session::on_write, shared_from_this()));
   }
 
@@ -291,16 +434,16 @@ class session : public std::enable_shared_from_this<session> {
   void linger() {
     phase_ = phase::closing;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.transport().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close();
     lingered_ = buffer_.size();
     buffer_.consume(buffer_.size());
-    stream_.expires_after(options().read_timeout);
+    stream_.transport().expires_after(options().read_timeout);
     linger_read();
   }
 
   void linger_read() {
-    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    stream_.transport().async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       self->lingered_ += n;
       if (ec || self->lingered_ > linger_bytes_per_body_limit * self->options().max_body_bytes) return self->close();
       self->linger_read();
@@ -310,11 +453,11 @@ class session : public std::enable_shared_from_this<session> {
   void close() {
     phase_ = phase::closing;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    stream_.transport().socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.transport().close();
   }
 
-  beast::tcp_stream stream_;
+  connection stream_;
   http_server::impl& server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -369,7 +512,7 @@ void http_server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
       beast::error_code ignored;
       socket.close(ignored);  // over the limit: the client sees the connection end at once
     } else {
-      auto s = std::make_shared<session>(std::move(socket), *this);
+      auto s = std::make_shared<session>(std::move(socket), tls_, *this);
       if (add(s.get(), s)) s->start();
     }
   }
@@ -435,6 +578,15 @@ result<std::unique_ptr<http_server>> http_server::start(http_handler& handler, c
   if (options.max_header_bytes == 0 || options.max_header_bytes > UINT32_MAX)
     return error(errc::invalid_argument, "http server: max_header_bytes must be 1 to 4294967295");
   auto i = std::make_unique<impl>(handler, options);
+  if (options.tls) {
+#if OPENDSR_ASIO_TLS
+    auto context = detail::make_tls_context(options.tls->certificate_pem, options.tls->private_key_pem);
+    if (!context) return std::move(context).error();
+    i->tls_ = std::move(*context);
+#else
+    return error(errc::invalid_argument, "http server: TLS needs the asio adapter built with Botan");
+#endif
+  }
   OPENDSR_TRY(i->listen());
   i->run();
   return std::unique_ptr<http_server>(new http_server(std::move(i)));

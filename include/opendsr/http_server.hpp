@@ -21,9 +21,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace opendsr {
+
+// A server's TLS identity.
+struct http_server_tls {
+  std::string certificate_pem;  // the leaf first, then its chain
+  std::string private_key_pem;  // unencrypted PKCS#8
+};
 
 struct http_server_options {
   // The address to listen on (IPv4 or IPv6 literal). Default: loopback only.
@@ -50,6 +57,10 @@ struct http_server_options {
   // How long stop() lets in-flight requests finish before it closes every connection.
   // Default: 30 s.
   std::chrono::milliseconds drain_timeout{30'000};
+  // Serve HTTPS (Botan 2's TLS server with its default policy: TLS 1.2, AEAD cipher suites)
+  // instead of plain HTTP; for deployments without a TLS-terminating proxy. Needs the adapter
+  // built with Botan. Default: none (plain HTTP).
+  std::optional<http_server_tls> tls = std::nullopt;
 };
 
 class http_server {

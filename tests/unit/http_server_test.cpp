@@ -11,6 +11,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -417,6 +422,75 @@ TEST(HttpServerStart, NamesWhatIsWrong) {
   ASSERT_FALSE(taken);
   EXPECT_NE(taken.error().message().find("cannot bind"), std::string::npos) << taken.error().message();
 }
+
+#if OPENDSR_ASIO_TLS
+// Runs a shell command; returns what it wrote to stdout.
+std::string capture(const std::string& command) {
+  std::string out;
+  if (FILE* p = ::popen(command.c_str(), "r")) {
+    char chunk[4096];
+    while (std::size_t n = std::fread(chunk, 1, sizeof chunk, p)) out.append(chunk, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class HttpsServer : public HttpServer {
+ protected:
+  void SetUp() override {
+    std::string templ = (std::filesystem::temp_directory_path() / "opendsr-tls-XXXXXX").string();
+    ASSERT_TRUE(::mkdtemp(templ.data()));
+    dir_ = templ;
+    const std::string key = (dir_ / "key.pem").string(), cert = (dir_ / "cert.pem").string();
+    ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key + " -out " + cert +
+                           " -subj /CN=localhost -days 1 >/dev/null 2>&1")
+                              .c_str()),
+              0);
+    start({.tls = http_server_tls{read_file(cert), read_file(key)}});
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs curl; returns the bodies it printed. Its verbose log goes to verbose_log().
+  std::string curl(const std::string& args) {
+    return capture("curl -sk -v --stderr " + (dir_ / "verbose.log").string() + " --max-time 5 " + args);
+  }
+  std::string verbose_log() { return read_file(dir_ / "verbose.log"); }
+  std::string url(std::string_view path) { return "https://127.0.0.1:" + std::to_string(port()) + std::string(path); }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(HttpsServer, ServesRequestsOverTlsAndKeepsTheConnection) {
+  std::string out = curl(url("/one") + " " + url("/two"));
+  EXPECT_EQ(out, "GET /one GET /two ");
+  EXPECT_NE(verbose_log().find("Re-using existing connection"), std::string::npos) << verbose_log();
+}
+
+TEST_F(HttpsServer, ReadsABodyOverTls) {
+  std::string body(100'000, 'x');
+  std::ofstream(dir_ / "body.json") << body;
+  std::string out = curl("-H 'Content-Type: application/json' --data-binary @" + (dir_ / "body.json").string() + " " + url("/post"));
+  EXPECT_EQ(out, "POST /post " + body) << verbose_log();
+}
+
+TEST_F(HttpsServer, PlainHttpOnTheTlsPortGetsNoHttpAnswer) {
+  client c(port());
+  ASSERT_TRUE(c.send(get("/")));
+  EXPECT_FALSE(c.read_response());
+}
+
+TEST(HttpServerStart, RefusesATlsIdentityThatDoesNotParse) {
+  test_handler h;
+  auto bad = http_server::start(h, {.port = 0, .tls = http_server_tls{"not a certificate", "not a key"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), errc::invalid_argument);
+}
+#endif
 
 }  // namespace
 }  // namespace opendsr
