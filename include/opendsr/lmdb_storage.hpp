@@ -21,7 +21,8 @@
 //   caller sees nothing but a slower call. The writer stays held throughout, so the replayed
 //   transaction sees exactly the state its caller read. LMDB may change the map size only while
 //   no transaction of the process is open: the growing writer waits, up to growth_wait, for every
-//   read transaction to end (new ones may still begin; keep read transactions short).
+//   read transaction to end, and meanwhile a thread that holds no transaction waits to begin one,
+//   so a steady stream of short readers cannot starve the growth (keep read transactions short).
 //   - At max_map_size: errc::storage_full. The transaction is over; the store works on.
 //   - Readers still open after growth_wait: errc::storage_conflict (retryable; the transaction is
 //     over, re-run it).
