@@ -12,6 +12,9 @@
 #include <opendsr/engine.hpp>
 #include <opendsr/group_commit.hpp>
 #include <opendsr/http_server.hpp>
+#if OPENDSR_HAVE_OPENSSL
+#include <opendsr/openssl_signer.hpp>
+#endif
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -31,6 +34,13 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
+// OpenSSL signs RSA-2048 about 3.5 times as fast as Botan 2, and signing bounds POST.
+#if OPENDSR_HAVE_OPENSSL
+constexpr const char* default_signer = "openssl";
+#else
+constexpr const char* default_signer = "botan";
+#endif
+
 struct config {
   std::string data_dir = "./opendsr-data";
   std::string listen = "127.0.0.1:8080";
@@ -41,6 +51,7 @@ struct config {
   std::string certificate_file;
   std::string certificate_url;
   std::string sync = "durable";
+  std::string signer = default_signer;
   std::uint64_t max_connections = 1024;
   std::uint64_t max_body_bytes = 256 * 1024;
   std::uint64_t max_header_bytes = 16 * 1024;
@@ -68,6 +79,7 @@ void add_flags(flag_set& f, config& c) {
   f.add("key", "FILE", "RSA private key, PKCS#8 PEM; the default one is made on first run", c.key_file, "DIR/processor.key");
   f.add("cert", "FILE", "Certificate of the key, PEM, issued to --domain; the default one (self-signed) is made on first run", c.certificate_file, "DIR/processor.crt");
   f.add("certificate-url", "URL", "Where controllers fetch the certificate; discovery names it and opendsrd serves it at its path", c.certificate_url, "http://HOST:PORT/opendsr_cert.pem");
+  f.add("signer", "NAME", "openssl or botan: the library that signs responses; openssl (when built with it) is the faster", c.signer);
   f.add("sync", "MODE", "durable (fsync every commit) or no-sync (UNSAFE: a machine crash may lose or corrupt data; benchmarks only)", c.sync);
   f.add("max-connections", "N", "Connections served at once", c.max_connections, 1, 1'000'000);
   f.add("max-body-bytes", "N", "Largest POST body; larger is 413", c.max_body_bytes, 1, 64u << 20);
@@ -155,6 +167,14 @@ int fail(std::string_view what, const error& e) {
   return 1;
 }
 
+// Returns the signer --signer names (checked at startup to be one this build has).
+result<std::unique_ptr<signer>> make_named_signer(const config& c, const std::string& key_pem, const std::string& certificate_pem) {
+#if OPENDSR_HAVE_OPENSSL
+  if (c.signer == "openssl") return openssl::make_signer({key_pem, certificate_pem, c.domain, c.certificate_url});
+#endif
+  return botan::make_signer({key_pem, certificate_pem, c.domain, c.certificate_url});
+}
+
 // The default certificate URL: the listen address, so that it works locally as printed.
 std::string default_certificate_url(const host_port& listen, std::uint16_t port, const std::string& domain) {
   std::string host = listen.host;
@@ -179,6 +199,8 @@ int run(config c) {
   if (ec) return fail("--listen", error(errc::invalid_argument, "not an IP address: " + listen->host));
   if (c.test_mode && !address.is_loopback())
     return fail("--test-mode", error(errc::invalid_argument, "test mode lets anyone move the clock: it needs a loopback --listen address"));
+  if (c.signer != "botan" && (c.signer != "openssl" || !OPENDSR_HAVE_OPENSSL))
+    return fail("--signer", error(errc::invalid_argument, OPENDSR_HAVE_OPENSSL ? "expected openssl or botan" : "expected botan (built without OpenSSL)"));
   if (c.sync != "durable" && c.sync != "no-sync") return fail("--sync", error(errc::invalid_argument, "expected durable or no-sync"));
 
   const std::filesystem::path dir = c.data_dir;
@@ -257,7 +279,7 @@ int run(config c) {
   handler.set_connection_count([s = server->get()] { return s->connections(); });
 
   if (c.certificate_url.empty()) c.certificate_url = default_certificate_url(*listen, port, c.domain);
-  auto signer = botan::make_signer({*key_pem, *certificate_pem, c.domain, c.certificate_url});
+  auto signer = make_named_signer(c, *key_pem, *certificate_pem);
   if (!signer) return fail("signer", signer.error());
 
   engine_options engine_options;
