@@ -51,6 +51,8 @@ struct config {
   std::string certificate_file;
   std::string certificate_url;
   std::string sync = "durable";
+  std::string tls_cert;
+  std::string tls_key;
   std::string signer = default_signer;
   std::uint64_t max_connections = 1024;
   std::uint64_t max_body_bytes = 256 * 1024;
@@ -80,6 +82,8 @@ void add_flags(flag_set& f, config& c) {
   f.add("cert", "FILE", "Certificate of the key, PEM, issued to --domain; the default one (self-signed) is made on first run", c.certificate_file, "DIR/processor.crt");
   f.add("certificate-url", "URL", "Where controllers fetch the certificate; discovery names it and opendsrd serves it at its path", c.certificate_url, "http://HOST:PORT/opendsr_cert.pem");
   f.add("signer", "NAME", "openssl or botan: the library that signs responses; openssl (when built with it) is the faster", c.signer);
+  f.add("tls-cert", "FILE", "Serve HTTPS (Botan TLS) with this certificate chain, PEM, leaf first; needs --tls-key. Without it: plain HTTP, for a TLS-terminating proxy or loopback", c.tls_cert);
+  f.add("tls-key", "FILE", "The TLS private key, unencrypted PKCS#8 PEM (e.g. the processor key)", c.tls_key);
   f.add("sync", "MODE", "durable (fsync every commit) or no-sync (UNSAFE: a machine crash may lose or corrupt data; benchmarks only)", c.sync);
   f.add("max-connections", "N", "Connections served at once", c.max_connections, 1, 1'000'000);
   f.add("max-body-bytes", "N", "Largest POST body; larger is 413", c.max_body_bytes, 1, 64u << 20);
@@ -176,11 +180,13 @@ result<std::unique_ptr<signer>> make_named_signer(const config& c, const std::st
 }
 
 // The default certificate URL: the listen address, so that it works locally as printed.
-std::string default_certificate_url(const host_port& listen, std::uint16_t port, const std::string& domain) {
+// The base URL of the listen address ("http://127.0.0.1:8080"); an unspecified address is named
+// by the domain.
+std::string base_url(const host_port& listen, std::uint16_t port, const std::string& domain, bool tls) {
   std::string host = listen.host;
   if (host == "0.0.0.0" || host == "::") host = domain;
   else if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  return "http://" + host + ":" + std::to_string(port) + "/opendsr_cert.pem";
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
 }
 
 std::string url_path(std::string_view url) {
@@ -273,12 +279,23 @@ int run(config c) {
   server_options.idle_timeout = std::chrono::milliseconds(c.idle_timeout_ms);
   server_options.write_timeout = std::chrono::milliseconds(c.write_timeout_ms);
   server_options.drain_timeout = std::chrono::milliseconds(c.drain_timeout_ms);
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    return fail("--tls-cert", error(errc::invalid_argument, "--tls-cert and --tls-key go together"));
+  if (!c.tls_cert.empty()) {
+    auto chain = read_file(c.tls_cert);
+    if (!chain) return fail("--tls-cert", chain.error());
+    auto tls_key = read_file(c.tls_key);
+    if (!tls_key) return fail("--tls-key", tls_key.error());
+    server_options.tls = http_server_tls{std::move(*chain), std::move(*tls_key)};
+  }
+  const bool tls = server_options.tls.has_value();
   auto server = http_server::start(handler, server_options);
   if (!server) return fail("--listen", server.error());
   const std::uint16_t port = (*server)->port();
   handler.set_connection_count([s = server->get()] { return s->connections(); });
 
-  if (c.certificate_url.empty()) c.certificate_url = default_certificate_url(*listen, port, c.domain);
+  const std::string base = base_url(*listen, port, c.domain, tls);
+  if (c.certificate_url.empty()) c.certificate_url = base + "/opendsr_cert.pem";
   auto signer = make_named_signer(c, *key_pem, *certificate_pem);
   if (!signer) return fail("signer", signer.error());
 
@@ -321,15 +338,13 @@ int run(config c) {
     control.stop();
   });
 
-  const std::string base = "http://" + (listen->host.find(':') != std::string::npos ? "[" + listen->host + "]" : listen->host) +
-                           ":" + std::to_string(port);
   if (demo) {
     std::cout << "First run: made workspace \"" << c.demo_workspace << "\" in " << dir.string()
               << ". Its credentials are shown only now (the secret is stored hashed):\n"
               << "  api key: " << demo->api_key << "\n"
               << "  secret:  " << demo->secret << "\n"
               << "Submit the OpenDSR v3 example request:\n"
-              << "  curl -s -u '" << demo->api_key << ":" << demo->secret << "' -H 'Content-Type: application/json' --data-binary @"
+              << "  curl -s " << (tls ? "-k " : "") << "-u '" << demo->api_key << ":" << demo->secret << "' -H 'Content-Type: application/json' --data-binary @"
               << example_request_path(dir).string() << " " << base << "/v3/requests\n";
   }
   std::cout << "opendsrd listening on " << base << " (processor domain " << c.domain << ", " << c.threads << " threads"
@@ -337,7 +352,7 @@ int run(config c) {
             << std::endl;
   log_event("info", "listening",
             {{"address", listen->host}, {"port", std::to_string(port)}, {"threads", std::to_string(c.threads)},
-             {"domain", c.domain}, {"sync", c.sync}, {"test_mode", c.test_mode ? "true" : "false"}});
+             {"domain", c.domain}, {"sync", c.sync}, {"tls", tls ? "true" : "false"}, {"test_mode", c.test_mode ? "true" : "false"}});
 
   control.run();
   log_event("info", "stopped");

@@ -104,7 +104,7 @@ class daemon_process {
   // the process ended or 30 s passed.
   std::uint16_t wait_ready() {
     const auto deadline = std::chrono::steady_clock::now() + 30s;
-    const std::string marker = "listening on http://127.0.0.1:";
+    const std::string marker = "://127.0.0.1:";  // after "listening on http" or "https"
     while (std::chrono::steady_clock::now() < deadline) {
       if (auto at = stdout_.find(marker); at != std::string::npos && stdout_.find('\n', at) != std::string::npos)
         return static_cast<std::uint16_t>(std::stoi(stdout_.substr(at + marker.size())));
@@ -556,6 +556,28 @@ TEST(DaemonProcess, FirstRunPrintsCredentialsAndACurlLineThatWorksAndSigtermKeep
     EXPECT_NE(answer.find("Subject request already exists."), std::string::npos) << answer;
     EXPECT_EQ(d.stop(SIGINT), 0);
   }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::remove((dir / "data").string() + ".log", ec);
+}
+
+TEST(DaemonProcess, ServesHttpsWithTlsCertAndKey) {
+  const fs::path dir = make_temp_dir();
+  const std::string key = (dir / "tls.key").string(), cert = (dir / "tls.crt").string();
+  auto [made, made_out] = run("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 -keyout " + key + " -out " +
+                              cert + " 2>&1");
+  ASSERT_EQ(made, 0) << made_out;
+  daemon_process d(dir / "data", {"--listen", "127.0.0.1:0", "--no-demo", "--tls-cert", cert, "--tls-key", key});
+  const std::uint16_t port = d.wait_ready();
+  ASSERT_NE(port, 0) << d.log();
+  EXPECT_NE(d.stdout_text().find("listening on https://127.0.0.1:"), std::string::npos) << d.stdout_text();
+  auto [status, out] = run("curl -s --cacert " + cert + " --resolve localhost:" + std::to_string(port) +
+                           ":127.0.0.1 https://localhost:" + std::to_string(port) + "/v3/discovery");
+  EXPECT_EQ(status, 0);
+  EXPECT_NE(out.find("\"processor_certificate\":\"https://127.0.0.1:" + std::to_string(port) + "/opendsr_cert.pem\""),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::remove((dir / "data").string() + ".log", ec);
