@@ -18,16 +18,7 @@
 
 namespace opendsr::botan {
 
-struct signer_options {
-  // The RSA private key as unencrypted PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----").
-  std::string private_key_pem;
-  // The certificate of that key in PEM, leaf first, optionally followed by its chain. The leaf
-  // must be issued to processor_domain (SAN or CN).
-  std::string certificate_pem;
-  std::string processor_domain;
-  // Where certificate_pem is published; discovery names it.
-  std::string certificate_url;
-};
+using signer_options = signer_pem_options;
 
 // Returns a signer for OpenDSR (RSASSA-PKCS1-v1_5, SHA-256, base64). Returns
 // errc::invalid_argument, naming the defect, if the key or certificate does not parse, the key

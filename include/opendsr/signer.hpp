@@ -42,6 +42,18 @@ class signer {
   virtual std::string_view certificate_pem() const = 0;
 };
 
+// What a signer that holds its key in PEM is made from (the Botan and OpenSSL adapters).
+struct signer_pem_options {
+  // The RSA private key as unencrypted PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----").
+  std::string private_key_pem;
+  // The certificate of that key in PEM, leaf first, optionally followed by its chain. The leaf
+  // must be issued to processor_domain (SAN or CN).
+  std::string certificate_pem;
+  std::string processor_domain;
+  // Where certificate_pem is published; discovery names it.
+  std::string certificate_url;
+};
+
 // Forwards every call to another signer, so that a decorator (metrics, fault injection)
 // overrides only the method it changes. The target must outlive the wrapper.
 class signer_wrapper : public signer {
