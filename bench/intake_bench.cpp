@@ -5,8 +5,8 @@
 // Every submission is a fresh request (an erasure with two identities and one callback URL), so
 // each takes the whole write path. Submitters come in two kinds (submitter_mode): `threads`, one
 // thread per submitter calling the blocking submit() in a loop, and `async`, that many
-// submissions kept in flight by completion handlers that submit the next one at once (how the
-// HTTP server uses the committer: no thread waits).
+// submissions kept in flight by one client thread with submit_async(), handed the next one by
+// each completion handler (how the HTTP server uses the committer: no thread waits).
 //
 // Counters
 // - items_per_second: accepted submissions per second (all of them are accepted).
@@ -27,7 +27,7 @@
 //   minute); design/performance.md asks vs_floor >= 0.8 for lmdb_durable with 64 submitters.
 //
 // Run: build/<dir>/bench/intake_bench (not pinned: the committer's writer thread runs beside
-// the submitters). The stores live in $OPENDSR_BENCH_DIR, else the system's temporary
+// the submitters). While it runs, SCHED_IDLE spinners keep the CPUs from idling (cpu_keeper). The stores live in $OPENDSR_BENCH_DIR, else the system's temporary
 // directory; it must not be a tmpfs, or the durable figures measure no fsync at all (the run
 // warns if it is).
 #include <opendsr/engine.hpp>
@@ -57,6 +57,7 @@
 #include <thread>
 #include <vector>
 
+#include <sched.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -230,8 +231,9 @@ std::string body_for(std::uint64_t n) {
 enum class submitter_mode {
   // One thread per submitter, each calling the blocking submit() in a loop.
   threads,
-  // Submissions kept in flight by completion handlers: each handler submits the next body at
-  // once, as a server's I/O thread would on its connections' next requests. No thread waits.
+  // Submissions kept in flight by one client thread calling submit_async(): each completion
+  // handler hands it the next body at once, as a server's I/O thread would take its
+  // connections' next requests. No thread waits for a result.
   async,
 };
 
@@ -255,24 +257,43 @@ double run_round(group_committer& c, const std::vector<std::string>& bodies, std
     return std::chrono::duration<double>(bench_clock::now() - start).count();
   }
 
-  std::atomic<std::size_t> next{std::min(submitters, n)};
+  // A client thread (an HTTP server's I/O thread) prepares and queues each submission; the
+  // completion handlers, on the writer thread, only hand it the next index.
   std::mutex mutex;
-  std::condition_variable finished;
-  std::size_t completed = 0;
-  std::function<void(std::size_t)> submit = [&](std::size_t i) {
-    auto queued = c.submit_async("3622", bodies[i], received, [&](result<receipt> r) {
-      if (!r) ++failures;
-      if (const std::size_t j = next.fetch_add(1); j < n) submit(j);
-      std::lock_guard lock(mutex);
-      if (++completed == n) finished.notify_one();
-    });
-    if (!queued) die("submit_async: " + queued.error().message());
+  std::condition_variable changed;
+  std::vector<std::size_t> to_send;
+  std::size_t completed = 0, next = std::min(submitters, n);
+  for (std::size_t i = 0; i < next; ++i) to_send.push_back(i);
+  auto on_done = [&](result<receipt> r) {
+    if (!r) ++failures;
+    std::lock_guard lock(mutex);
+    ++completed;
+    if (next < n) to_send.push_back(next++);
+    changed.notify_all();
   };
   const auto start = bench_clock::now();
-  for (std::size_t i = 0; i < std::min(submitters, n); ++i) submit(i);
-  std::unique_lock lock(mutex);
-  finished.wait(lock, [&] { return completed == n; });
-  return std::chrono::duration<double>(bench_clock::now() - start).count();
+  std::thread client([&] {
+    std::vector<std::size_t> sending;
+    for (;;) {
+      {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return !to_send.empty() || completed == n; });
+        if (to_send.empty()) return;
+        sending.swap(to_send);
+      }
+      for (std::size_t i : sending)
+        if (auto queued = c.submit_async("3622", bodies[i], received, on_done); !queued)
+          die("submit_async: " + queued.error().message());
+      sending.clear();
+    }
+  });
+  {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return completed == n; });
+  }
+  const double seconds = std::chrono::duration<double>(bench_clock::now() - start).count();
+  client.join();
+  return seconds;
 }
 
 // The submissions of one benchmark run, and the floors measured beside them.
@@ -357,6 +378,36 @@ void BM_intake(benchmark::State& state, store_kind kind, submitter_mode mode, st
   }
 }
 
+// Keeps every CPU busy with SCHED_IDLE threads, which run only when nothing else wants the
+// CPU. On this project's virtual machines an idle vCPU sees an I/O completion late (up to a
+// 4 ms timer tick): fdatasync takes ~0.1 ms while some thread is runnable and ~4 ms while the
+// process only waits. The engine's submitters keep the CPUs awake and the bare floor, waiting
+// alone, does not, which made the floor look up to twice as slow. With the spinners both wait
+// on an awake CPU. OPENDSR_BENCH_IDLE_CPUS=1 turns them off.
+class cpu_keeper {
+ public:
+  cpu_keeper() {
+    if (std::getenv("OPENDSR_BENCH_IDLE_CPUS")) return;
+    for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); ++i)
+      spinners_.emplace_back([this] {
+        sched_param lowest{};
+        if (sched_setscheduler(0, SCHED_IDLE, &lowest) != 0) return;  // never compete with the run
+        while (!stop_.load(std::memory_order_relaxed)) {
+        }
+      });
+  }
+  ~cpu_keeper() {
+    stop_ = true;
+    for (std::thread& t : spinners_) t.join();
+  }
+  cpu_keeper(const cpu_keeper&) = delete;
+  cpu_keeper& operator=(const cpu_keeper&) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> spinners_;
+};
+
 void warn_if_tmpfs() {
   const char* root = std::getenv("OPENDSR_BENCH_DIR");
   const fs::path dir = root ? fs::path(root) : fs::temp_directory_path();
@@ -406,6 +457,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   opendsr::warn_if_tmpfs();
   opendsr::register_all();
+  const opendsr::cpu_keeper awake;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
 }

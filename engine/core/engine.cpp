@@ -106,40 +106,65 @@ result<receipt> engine::submit(std::string_view workspace, std::string_view body
   return std::move(submit_batch({&one, 1}).front());
 }
 
-std::vector<result<receipt>> engine::submit_batch(std::span<const submission> batch) {
-  std::vector<result<receipt>> out;
-  std::vector<std::optional<request>> parsed(batch.size());
-  out.reserve(batch.size());
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (auto ok = validate_workspace(batch[i].workspace); !ok) {
-      out.emplace_back(std::move(ok).error());
-      continue;
-    }
-    auto req = parse_request(batch[i].body, impl_->options.request);
-    if (!req) {
-      out.emplace_back(std::move(req).error());
-      continue;
-    }
-    parsed[i] = std::move(*req);
-    out.emplace_back(errc::internal);  // replaced below
-  }
+struct prepared_submission::state {
+  detail::request_record record;
+  receipt answer;  // the 201 body, if it is admitted
+};
 
+prepared_submission::prepared_submission(std::unique_ptr<state> s) : state_(std::move(s)) {}
+prepared_submission::prepared_submission(prepared_submission&&) noexcept = default;
+prepared_submission& prepared_submission::operator=(prepared_submission&&) noexcept = default;
+prepared_submission::~prepared_submission() = default;
+
+result<prepared_submission> engine::prepare(std::string_view workspace, std::string_view body, timestamp received) const {
+  OPENDSR_TRY(validate_workspace(workspace));
+  auto req = parse_request(body, impl_->options.request);
+  if (!req) return std::move(req).error();
+  auto s = std::make_unique<prepared_submission::state>();
+  s->record = new_record(impl_->options, workspace, *req, body, received);
+  s->answer = make_receipt(s->record);
+  return prepared_submission(std::move(s));
+}
+
+std::vector<result<receipt>> engine::submit_prepared(std::span<const prepared_submission> batch) {
+  std::vector<std::optional<error>> refused(batch.size());
   auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (!parsed[i]) continue;
-      auto r = admit(txn, impl_->options, batch[i].workspace, *parsed[i], batch[i].body, batch[i].received_time);
-      if (r)
-        out[i] = make_receipt(*r);
-      else if (is_refusal(r.error()))
-        out[i] = std::move(r).error();
-      else
-        return std::move(r).error();
+      refused[i].reset();
+      auto admitted = admit(txn, impl_->options, batch[i].state_->record);
+      if (admitted) continue;
+      if (!is_refusal(admitted.error())) return std::move(admitted).error();
+      refused[i] = std::move(admitted).error();
     }
     return {};
   });
-  if (!outcome)
-    for (std::size_t i = 0; i < batch.size(); ++i)
-      if (parsed[i]) out[i] = outcome.error();
+  std::vector<result<receipt>> out;
+  out.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!outcome) out.emplace_back(outcome.error());
+    else if (refused[i]) out.emplace_back(std::move(*refused[i]));
+    else out.emplace_back(batch[i].state_->answer);
+  }
+  return out;
+}
+
+std::vector<result<receipt>> engine::submit_batch(std::span<const submission> batch) {
+  std::vector<result<receipt>> out;
+  std::vector<prepared_submission> prepared;
+  std::vector<std::size_t> prepared_at;  // the index in batch of each prepared submission
+  out.reserve(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto p = prepare(batch[i].workspace, batch[i].body, batch[i].received_time);
+    if (!p) {
+      out.emplace_back(std::move(p).error());
+      continue;
+    }
+    prepared.push_back(std::move(*p));
+    prepared_at.push_back(i);
+    out.emplace_back(errc::internal);  // replaced below
+  }
+  auto admitted = submit_prepared(prepared);
+  for (std::size_t j = 0; j < prepared.size(); ++j) out[prepared_at[j]] = std::move(admitted[j]);
   return out;
 }
 

@@ -17,39 +17,8 @@ result<std::size_t> group_size(read_transaction& txn, std::string_view count_key
   return static_cast<std::size_t>(n);
 }
 
-result<request_record> admit(write_transaction& txn, const engine_options& options, std::string_view workspace,
-                             const request& req, std::string_view body, timestamp received) {
-  const std::string ref = keys::request_ref(workspace, req.subject_request_id);
-  const std::string record_key = keys::request_key(ref);
-  {
-    auto existing = txn.get(record_key);
-    if (!existing) return std::move(existing).error();
-    if (*existing) return error(errc::duplicate_request_id, "Subject request already exists.");
-  }
-
-  std::string count_key;
-  std::size_t members = 0;
-  if (req.group_id) {
-    count_key = keys::group_count_key(workspace, *req.group_id);
-    auto size = group_size(txn, count_key);
-    if (!size) return std::move(size).error();
-    members = *size;
-    if (members >= options.max_group_size)
-      return error(errc::group_full, "The group already holds the maximum of " +
-                                         std::to_string(options.max_group_size) + " requests.");
-  }
-
-  const sha256_digest digest = sha256(canonical_key(req));
-  const std::string conflict_key = keys::conflict_key(workspace, req.type, digest);
-  {
-    auto blocking = txn.get(conflict_key);
-    if (!blocking) return std::move(blocking).error();
-    if (*blocking)
-      return error(errc::identity_conflict,
-                   "There is an in-progress request with the same identities, extensions and type: " +
-                       std::string(**blocking) + ".");
-  }
-
+request_record new_record(const engine_options& options, std::string_view workspace, const request& req,
+                          std::string_view body, timestamp received) {
   const schedule plan = plan_schedule(options.timing, req.type, req.skip_waiting_period, received);
   request_record r;
   r.workspace = workspace;
@@ -61,21 +30,53 @@ result<request_record> admit(write_transaction& txn, const engine_options& optio
   r.expected_completion = plan.expected_completion;
   r.status_time = received;
   r.group_id = req.group_id;
-  r.conflict_digest = digest;
+  r.conflict_digest = sha256(canonical_key(req));
   r.callback_urls = req.status_callback_urls;
   r.body = body;
+  return r;
+}
+
+result<void> admit(write_transaction& txn, const engine_options& options, const request_record& r) {
+  const std::string ref = keys::request_ref(r.workspace, r.subject_request_id);
+  const std::string record_key = keys::request_key(ref);
+  {
+    auto existing = txn.get(record_key);
+    if (!existing) return std::move(existing).error();
+    if (*existing) return error(errc::duplicate_request_id, "Subject request already exists.");
+  }
+
+  std::string count_key;
+  std::size_t members = 0;
+  if (r.group_id) {
+    count_key = keys::group_count_key(r.workspace, *r.group_id);
+    auto size = group_size(txn, count_key);
+    if (!size) return std::move(size).error();
+    members = *size;
+    if (members >= options.max_group_size)
+      return error(errc::group_full, "The group already holds the maximum of " +
+                                         std::to_string(options.max_group_size) + " requests.");
+  }
+
+  const std::string conflict_key = keys::conflict_key(r.workspace, r.type, r.conflict_digest);
+  {
+    auto blocking = txn.get(conflict_key);
+    if (!blocking) return std::move(blocking).error();
+    if (*blocking)
+      return error(errc::identity_conflict,
+                   "There is an in-progress request with the same identities, extensions and type: " +
+                       std::string(**blocking) + ".");
+  }
 
   OPENDSR_TRY(txn.put(conflict_key, r.subject_request_id));
-  if (req.group_id) {
-    const std::string members_prefix = keys::group_members_prefix(workspace, *req.group_id);
+  if (r.group_id) {
+    const std::string members_prefix = keys::group_members_prefix(r.workspace, *r.group_id);
     OPENDSR_TRY(txn.put(keys::group_member_key(members_prefix, static_cast<std::uint16_t>(members)),
                         r.subject_request_id));
     std::string count;
     byte_writer(count).varint(members + 1);
     OPENDSR_TRY(txn.put(count_key, count));
   }
-  OPENDSR_TRY(write_status(txn, options.timing, r, ref, std::nullopt, received));
-  return r;
+  return write_status(txn, options.timing, r, ref, std::nullopt, r.received_time);
 }
 
 }  // namespace opendsr::detail

@@ -26,9 +26,7 @@ struct group_committer::impl {
   };
 
   struct queued {
-    std::string workspace;
-    std::string body;
-    timestamp received;
+    prepared_submission prepared;
     completion_handler done;     // submit_async()
     waiter* blocked = nullptr;   // submit(), instead of done
   };
@@ -54,7 +52,7 @@ struct group_committer::impl {
   // The writer thread: commits batches until stopping_ is set and the queue is empty.
   void run() {
     std::vector<queued> batch;
-    std::vector<submission> inputs;
+    std::vector<prepared_submission> inputs;
     for (;;) {
       {
         std::unique_lock lock(mutex_);
@@ -65,10 +63,9 @@ struct group_committer::impl {
         queue_.erase(queue_.begin(), queue_.begin() + n);
         ++batches_taken_;
       }
-      // The views point into `batch`, which stays put until the handlers have run.
       inputs.clear();
-      for (const queued& q : batch) inputs.push_back({q.workspace, q.body, q.received});
-      std::vector<result<receipt>> results = engine_.submit_batch(inputs);
+      for (queued& q : batch) inputs.push_back(std::move(q.prepared));
+      std::vector<result<receipt>> results = engine_.submit_prepared(inputs);
       bool released[2] = {false, false};
       for (std::size_t i = 0; i < batch.size(); ++i) {
         if (waiter* w = batch[i].blocked) {
@@ -85,6 +82,10 @@ struct group_committer::impl {
           wake_words_[word].fetch_add(1, std::memory_order_release);
           wake_words_[word].notify_all();
         }
+      // The submitters just released are the ones the next batch is for: a yield lets those on
+      // this CPU queue again before the queue is taken. Not a timer: a writer with nothing
+      // queued still starts the moment a submission arrives.
+      if (released[0] || released[1]) std::this_thread::yield();
       batch.clear();
     }
   }
@@ -123,8 +124,10 @@ group_committer::group_committer(std::unique_ptr<impl> p) : impl_(std::move(p)) 
 group_committer::~group_committer() { stop(); }
 
 result<receipt> group_committer::submit(std::string_view workspace, std::string_view body, timestamp received) {
+  auto prepared = impl_->engine_.prepare(workspace, body, received);
+  if (!prepared) return std::move(prepared).error();
   impl::waiter w;
-  OPENDSR_TRY(impl_->enqueue({std::string(workspace), std::string(body), received, nullptr, &w}));
+  OPENDSR_TRY(impl_->enqueue({std::move(*prepared), nullptr, &w}));
   std::atomic<std::uint32_t>& word = impl_->wake_words_[w.wake_word];
   for (auto seen = word.load(std::memory_order_acquire); !w.ready.load(std::memory_order_acquire);
        seen = word.load(std::memory_order_acquire))
@@ -132,9 +135,11 @@ result<receipt> group_committer::submit(std::string_view workspace, std::string_
   return std::move(*w.outcome);
 }
 
-result<void> group_committer::submit_async(std::string workspace, std::string body, timestamp received,
+result<void> group_committer::submit_async(std::string_view workspace, std::string_view body, timestamp received,
                                            completion_handler done) {
-  return impl_->enqueue({std::move(workspace), std::move(body), received, std::move(done)});
+  auto prepared = impl_->engine_.prepare(workspace, body, received);
+  if (!prepared) return std::move(prepared).error();
+  return impl_->enqueue({std::move(*prepared), std::move(done)});
 }
 
 void group_committer::stop() {

@@ -48,6 +48,24 @@ struct submission {
   timestamp received_time;  // when the processor received it
 };
 
+// A submission with everything done that needs no storage (engine::prepare): the workspace
+// checked, the body parsed and validated, the request's record and schedule built and its
+// receipt rendered. It owns copies of the workspace and body. A group committer prepares on the
+// submitting threads, in parallel, so that its writer thread spends its time on the
+// transaction alone.
+class prepared_submission {
+ public:
+  prepared_submission(prepared_submission&&) noexcept;
+  prepared_submission& operator=(prepared_submission&&) noexcept;
+  ~prepared_submission();
+
+ private:
+  friend class engine;
+  struct state;
+  explicit prepared_submission(std::unique_ptr<state> s);
+  std::unique_ptr<state> state_;
+};
+
 // What one tick() did.
 struct tick_report {
   std::size_t transitions = 0;        // status changes performed
@@ -76,7 +94,17 @@ class engine {
   // Submits every element in ONE write transaction (group commit); result i belongs to batch[i].
   // The elements take effect in order, so a later one sees the earlier ones (a repeated id is a
   // duplicate). A storage failure fails every element that parsed; nothing of the batch is kept.
+  // The same as prepare() on each element, then submit_prepared() on those that succeeded.
   std::vector<result<receipt>> submit_batch(std::span<const submission> batch);
+
+  // The part of submit() that needs no storage; any thread, concurrently with everything else.
+  // Errors: invalid_argument (workspace), invalid_json, invalid_request.
+  result<prepared_submission> prepare(std::string_view workspace, std::string_view body, timestamp received) const;
+
+  // As submit_batch, for submissions prepared by this engine: ONE write transaction, result i
+  // for batch[i], in order, each refused (duplicate, full group, conflict) on its own, and a
+  // storage failure failing them all.
+  std::vector<result<receipt>> submit_prepared(std::span<const prepared_submission> batch);
 
   // The status object of one request.
   result<status_document> status(std::string_view workspace, std::string_view subject_request_id) const;

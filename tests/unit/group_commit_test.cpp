@@ -137,7 +137,7 @@ class GroupCommitTest : public ::testing::Test {
   // Holds the gate and submits one request, whose batch then waits in its commit.
   void occupy_writer(group_committer& c, outcomes& first) {
     gate_.hold();
-    ASSERT_TRUE(c.submit_async(std::string(ws), unique_body(0), received, first.slot(0)));
+    ASSERT_TRUE(c.submit_async(ws, unique_body(0), received, first.slot(0)));
     gate_.wait_for_held_commit();
   }
 
@@ -151,7 +151,7 @@ class GroupCommitTest : public ::testing::Test {
     occupy_writer(c, out);
     const std::size_t before = gate_.commits();
     for (std::size_t i = 0; i < bodies.size(); ++i)
-      EXPECT_TRUE(c.submit_async(std::string(ws), bodies[i], received, out.slot(i + 1)));
+      EXPECT_TRUE(c.submit_async(ws, bodies[i], received, out.slot(i + 1)));
     gate_.release();
     auto results = out.wait_for(bodies.size() + 1);
     return {std::move(results), gate_.commits() - before - 1};
@@ -192,6 +192,17 @@ TEST_F(GroupCommitTest, LoneSubmissionIsCommittedAtOnceWithTheEnginesReceipt) {
   engine direct = engine::open(other, testing::test_options()).value();
   EXPECT_EQ(r->body, direct.submit(ws, body, received)->body);
   EXPECT_EQ(engine_.status(ws, uuid_v4(1))->status, request_status::pending);
+}
+
+TEST_F(GroupCommitTest, SubmissionsThatFailBeforeTheTransactionNeverReachTheWriter) {
+  auto c = start();
+  const std::size_t before = gate_.commits();
+  EXPECT_EQ(c->submit(ws, "{", received).error().code(), errc::invalid_json);
+  EXPECT_EQ(c->submit("", unique_body(1), received).error().code(), errc::invalid_argument);
+  const auto refused = c->submit_async(ws, R"({"regulation":"gdpr"})", received, [](result<receipt>) { FAIL(); });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), errc::invalid_request);
+  EXPECT_EQ(gate_.commits(), before);
 }
 
 TEST_F(GroupCommitTest, SubmissionsQueuedDuringACommitShareTheNextOne) {
@@ -243,12 +254,12 @@ TEST_F(GroupCommitTest, StorageFailureFailsExactlyThatBatch) {
   outcomes out(5);
   occupy_writer(*c, out);
   for (std::size_t i = 1; i <= 3; ++i)
-    ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(i), received, out.slot(i)));
+    ASSERT_TRUE(c->submit_async(ws, unique_body(i), received, out.slot(i)));
   // The held commit has passed the fault policy already: the next commit is the queued batch's.
   faults_.fail_next_commits(1, errc::storage_io);
   gate_.release();
   out.wait_for(4);
-  ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(4), received, out.slot(4)));
+  ASSERT_TRUE(c->submit_async(ws, unique_body(4), received, out.slot(4)));
   const auto& r = out.wait_for(5);
   EXPECT_TRUE(r[0]) << r[0].error().message();
   for (std::size_t i = 1; i <= 3; ++i) {
@@ -267,8 +278,8 @@ TEST_F(GroupCommitTest, FullQueueRefusesWithUnavailable) {
   outcomes out(4);
   occupy_writer(*c, out);  // taken by the writer: no longer queued
   for (std::size_t i = 1; i <= 3; ++i)
-    ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(i), received, out.slot(i)));
-  const auto refused = c->submit_async(std::string(ws), unique_body(9), received, [](result<receipt>) { FAIL(); });
+    ASSERT_TRUE(c->submit_async(ws, unique_body(i), received, out.slot(i)));
+  const auto refused = c->submit_async(ws, unique_body(9), received, [](result<receipt>) { FAIL(); });
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code(), errc::unavailable);
   EXPECT_TRUE(is_retryable(refused.error().code()));
@@ -285,12 +296,12 @@ TEST_F(GroupCommitTest, StopCommitsEverythingQueuedThenRefuses) {
   occupy_writer(*c, out);
   std::size_t queued = 1;
   for (; queued <= 10; ++queued)
-    ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(queued), received, out.slot(queued)));
+    ASSERT_TRUE(c->submit_async(ws, unique_body(queued), received, out.slot(queued)));
   std::thread stopper([&] { c->stop(); });
   // Submissions keep being taken until stop() has begun; then they are refused.
   for (;; ++queued) {
     ASSERT_LT(queued, 100000u);
-    const auto r = c->submit_async(std::string(ws), unique_body(queued), received, out.slot(queued));
+    const auto r = c->submit_async(ws, unique_body(queued), received, out.slot(queued));
     if (!r) {
       EXPECT_EQ(r.error().code(), errc::unavailable);
       EXPECT_NE(r.error().message().find("shutting down"), std::string::npos) << r.error().message();
@@ -315,9 +326,9 @@ TEST_F(GroupCommitTest, HandlersMaySubmitAgain) {
   auto c = start();
   outcomes out(2);
   auto second = out.slot(1);
-  ASSERT_TRUE(c->submit_async(std::string(ws), unique_body(0), received, [&](result<receipt> r) {
+  ASSERT_TRUE(c->submit_async(ws, unique_body(0), received, [&](result<receipt> r) {
     out.slot(0)(std::move(r));
-    EXPECT_TRUE(c->submit_async(std::string(ws), unique_body(1), received, second));
+    EXPECT_TRUE(c->submit_async(ws, unique_body(1), received, second));
   }));
   for (const auto& r : out.wait_for(2)) EXPECT_TRUE(r) << r.error().message();
 }
@@ -353,7 +364,7 @@ TEST_F(GroupCommitTest, ConcurrentSubmittersEachGetTheirOwnResult) {
       } else {
         outcomes mine(per_thread);
         for (std::size_t j = 0; j < per_thread; ++j)
-          ASSERT_TRUE(c->submit_async(std::string(ws), bodies[j], received, mine.slot(j)));
+          ASSERT_TRUE(c->submit_async(ws, bodies[j], received, mine.slot(j)));
         results[t] = mine.wait_for(per_thread);
       }
     });
