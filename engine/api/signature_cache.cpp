@@ -1,6 +1,6 @@
 #include "api/signature_cache.hpp"
 
-#include "common/sha256.hpp"
+#include <functional>
 
 namespace opendsr::detail {
 
@@ -9,21 +9,33 @@ signature_cache::signature_cache(std::size_t capacity)
 
 result<std::string> signature_cache::sign(const signer& by, std::string_view body) {
   if (per_shard_ == 0) return by.sign(body);
-  const sha256_digest digest = sha256(body);
-  const std::string key(as_bytes(digest));
-  shard& s = shards_[digest[0] % shard_count];
+  const std::size_t hash = std::hash<std::string_view>{}(body);
+  shard& s = shards_[(hash >> 8) % shard_count];  // the low bits pick the map's bucket
+  auto find = [&] {
+    auto [first, last] = s.signatures.equal_range(hash);
+    for (auto it = first; it != last; ++it)
+      if (it->second.body == body) return it;
+    return s.signatures.end();
+  };
   {
     std::lock_guard lock(s.mutex);
-    if (auto it = s.signatures.find(key); it != s.signatures.end()) return it->second;
+    if (auto it = find(); it != s.signatures.end()) return it->second.signature;
   }
   auto signature = by.sign(body);  // outside the lock: signing is the slow part
   if (!signature) return signature;
   std::lock_guard lock(s.mutex);
-  if (s.signatures.emplace(key, *signature).second) {
-    s.order.push_back(key);
+  if (find() == s.signatures.end()) {
+    auto added = s.signatures.emplace(hash, entry{std::string(body), *signature});
+    s.order.emplace_back(hash, &added->second);
     if (s.order.size() > per_shard_) {
-      s.signatures.erase(s.order.front());
+      auto [oldest_hash, oldest] = s.order.front();
       s.order.pop_front();
+      auto [first, last] = s.signatures.equal_range(oldest_hash);
+      for (auto it = first; it != last; ++it)
+        if (&it->second == oldest) {
+          s.signatures.erase(it);
+          break;
+        }
     }
   }
   return signature;

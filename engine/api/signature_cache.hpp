@@ -15,11 +15,13 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace opendsr::detail {
 
-// A bounded map from SHA-256(body) to the signature of body, evicting the oldest entry first.
-// Memory: at most `capacity` entries of about 400 bytes each.
+// A bounded map from body bytes to their signature, evicting the oldest entry first. Entries are
+// found by a fast hash and confirmed by comparing the whole body, so a hit is exact.
+// Memory: at most `capacity` entries of the body plus about 400 bytes each.
 // Thread safety: sign() may be called from any thread concurrently.
 class signature_cache {
  public:
@@ -32,10 +34,15 @@ class signature_cache {
 
  private:
   static constexpr std::size_t shard_count = 16;
+  struct entry {
+    std::string body;
+    std::string signature;
+  };
   struct shard {
     std::mutex mutex;
-    std::unordered_map<std::string, std::string> signatures;  // digest bytes -> signature
-    std::deque<std::string> order;                            // digests, oldest first
+    std::unordered_multimap<std::size_t, entry> signatures;  // by std::hash of the body
+    // Oldest first. Pointers to elements survive a rehash; iterators would not.
+    std::deque<std::pair<std::size_t, const entry*>> order;
   };
   std::size_t per_shard_;
   std::array<shard, shard_count> shards_;

@@ -4,6 +4,7 @@
 #include <opendsr/api.hpp>
 #include <opendsr/memory_storage.hpp>
 
+#include "api/signature_cache.hpp"
 #include "common/base64.hpp"
 #include "../support/engine_fixture.hpp"
 #include "../support/request_bodies.hpp"
@@ -335,6 +336,32 @@ TEST_F(Api, PostsGoThroughTheGroupCommitterWhenGivenOne) {
   http_response refused = call("POST", "/v3/requests", make_body({.id = uuid_v4(400)}));
   expect_error(refused, 503);
   EXPECT_EQ(call("GET", "/v3/requests/" + uuid_v4(300)).status, 200) << "reads do not need the committer";
+}
+
+TEST(SignatureCache, SignsEachDistinctBodyOnceUntilEvicted) {
+  recording_signer signer;
+  detail::signature_cache cache(16);  // one entry per shard
+  const std::string body = R"({"request_status":"pending"})";
+  const std::string first = *cache.sign(signer, body);
+  EXPECT_EQ(first, *signer.sign(body));
+  signer.calls = 0;
+  EXPECT_EQ(*cache.sign(signer, body), first);
+  EXPECT_EQ(signer.calls, 0) << "the cached signature was not reused";
+  for (int i = 0; i < 500; ++i) {
+    const std::string other = body + std::to_string(i);
+    EXPECT_EQ(*cache.sign(signer, other), *signer.sign(other));
+  }
+  signer.calls = 0;
+  (void)cache.sign(signer, body);
+  EXPECT_EQ(signer.calls, 1) << "500 newer bodies should have evicted the first";
+}
+
+TEST(SignatureCache, ZeroCapacitySignsEveryTime) {
+  recording_signer signer;
+  detail::signature_cache cache(0);
+  (void)cache.sign(signer, "x");
+  (void)cache.sign(signer, "x");
+  EXPECT_EQ(signer.calls, 2);
 }
 
 }  // namespace
