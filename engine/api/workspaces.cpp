@@ -2,14 +2,15 @@
 
 #include "common/json_text.hpp"
 #include "common/sha256.hpp"
+#include "store/keys.hpp"
 
 #include <random>
 
 namespace opendsr {
 namespace {
 
-// The directory's table in the store: 'w' followed by the API key.
-constexpr char workspace_table = 'w';
+// The directory's table in the store: its byte, then the API key.
+constexpr char workspace_table = static_cast<char>(detail::keys::table::workspace);
 
 std::string key_of(std::string_view api_key) { return std::string(1, workspace_table) + std::string(api_key); }
 

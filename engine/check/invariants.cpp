@@ -58,6 +58,7 @@ class checker {
         if (keys::parse_timer_key(key)) s.timers.emplace(k, v);
         else add("malformed timer key");
         return;
+      case keys::table::workspace: return;  // the workspace directory's: no request invariant
       case keys::table::outbox:
         if (auto parts = keys::parse_outbox_key(key))
           s.outbox[{std::string(parts->ref), parts->history_index, parts->url_index}].emplace_back(parts->due, v);

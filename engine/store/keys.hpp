@@ -31,6 +31,9 @@ enum class table : char {
   group_count = 'n',   // n ws group                          -> number of requests in the group
   timer = 't',         // t due(8) ref                        -> the lifecycle event due then
   outbox = 'o',        // o due(8) ref history_index url_index -> a callback to send
+  // Not the engine's own: the protocol layer's workspace directory (engine/api/workspaces.cpp)
+  // shares the store, and its table is reserved here so no engine table ever takes its byte.
+  workspace = 'w',     // w api_key                           -> the workspace's id and secret hash
 };
 
 // The version of the key schema and value formats, stored under schema_key(). A store holding

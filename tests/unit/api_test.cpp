@@ -316,6 +316,18 @@ TEST(WorkspaceDirectory, AddsListsAndRemovesKeys) {
   EXPECT_EQ(d.authenticate("k2", "0123456789abcdefg").error(), errc::unauthorized);
 }
 
+// Regression: opendsrd keeps its workspace directory in the engine's own store, whose invariant
+// checker once reported the directory's keys as a table it did not know.
+TEST(WorkspaceDirectory, SharesTheEngineStoreWithoutBreakingItsInvariants) {
+  memory_storage store;
+  counting_hasher hasher;
+  workspace_directory d(store, hasher);
+  engine e = engine::open(store, testing::test_options()).value();
+  ASSERT_TRUE(d.add("3622", "k1", "0123456789abcdef"));
+  ASSERT_TRUE(e.submit("3622", seed_body, testing::at("2021-11-29T18:16:24Z")));
+  EXPECT_EQ(testing::store_problems(store), std::vector<std::string>{});
+}
+
 
 TEST_F(Api, PostsGoThroughTheGroupCommitterWhenGivenOne) {
   auto committer = group_committer::start(engine_);
