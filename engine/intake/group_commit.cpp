@@ -79,7 +79,7 @@ struct group_committer::impl {
       // One wake for all the blocked submitters of the batch, instead of one each.
       for (std::size_t word = 0; word < 2; ++word)
         if (released[word]) {
-          wake_words_[word].fetch_add(1, std::memory_order_release);
+          wake_words_[word].fetch_add(1);  // seq_cst: ordered before notify's look for sleepers
           wake_words_[word].notify_all();
         }
       // The submitters just released are the ones the next batch is for: a yield lets those on
