@@ -44,7 +44,9 @@ constexpr const char* default_signer = "botan";
 struct config {
   std::string data_dir = "./opendsr-data";
   std::string listen = "127.0.0.1:8080";
-  std::uint64_t threads = std::max(1u, std::thread::hardware_concurrency());
+  // A POST holds its server thread while its batch commits (fsync) and while it signs, so a
+  // durable store needs more threads than cores for batches to form: 4 per core.
+  std::uint64_t threads = 4 * std::max(1u, std::thread::hardware_concurrency());
   std::string domain = "localhost";
   std::string extension_domain = "opendsr.mparticle.com";
   std::string key_file;
