@@ -30,6 +30,8 @@ class category final : public std::error_category {
       case errc::storage_locked: return "The storage is locked by another process.";
       case errc::storage_io: return "The storage could not be read or written.";
       case errc::storage_corrupt: return "The stored data is corrupt.";
+      case errc::network_error: return "The remote server could not be reached or did not answer properly.";
+      case errc::destination_refused: return "The destination is not allowed by the outbound policy.";
       case errc::internal: return "Internal error.";
     }
     return "Unknown opendsr error.";

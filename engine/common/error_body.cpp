@@ -35,6 +35,9 @@ http_mapping mapping(errc e) noexcept {
     case errc::storage_conflict:
     case errc::unavailable: return {503, "ServiceUnavailableException"};
     case errc::storage_full: return {507, "InsufficientStorageException"};
+    // Outbound failures (callbacks, partners): a route that relays one reports the upstream.
+    case errc::network_error:
+    case errc::destination_refused: return {502, "BadGatewayException"};
   }
   return {500, "InternalServerErrorException"};
 }

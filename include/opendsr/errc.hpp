@@ -50,6 +50,13 @@ enum class errc {
   storage_io,
   // The stored bytes do not decode: the store was damaged or written by something else.
   storage_corrupt,
+  // An outbound HTTP exchange failed in transport: the name did not resolve, the connection was
+  // refused or reset, TLS failed (handshake, certificate chain or name), a timeout expired, or
+  // the response was malformed or over the size limit. The message says which.
+  network_error,
+  // An outbound destination is not allowed by the outbound policy: its scheme, or an address it
+  // names or resolves to (loopback, private, link-local, metadata, ...). The message says which.
+  destination_refused,
   // A bug: an invariant of opendsr itself was found broken.
   internal,
 };

@@ -41,6 +41,8 @@ TEST(ErrorBody, StatusesOfTheOpenDsrTable) {
   EXPECT_EQ(http_status(errc::storage_conflict), 503);
   EXPECT_EQ(http_status(errc::unavailable), 503);
   EXPECT_EQ(http_status(errc::storage_full), 507);
+  EXPECT_EQ(http_status(errc::network_error), 502);
+  EXPECT_EQ(http_status(errc::destination_refused), 502);
 }
 
 TEST(ErrorBody, DuplicateRequestIsTheMParticleExampleByteForByte) {
