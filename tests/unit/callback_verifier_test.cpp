@@ -617,6 +617,27 @@ TEST_F(VerifyCallbackCommand, OneShotPrints202Or401WithTheReason) {
   EXPECT_EQ(out_, "");
 }
 
+TEST_F(VerifyCallbackCommand, CertUrlIsFetchedUnderTheOutboundPolicy) {
+  // The http_client refuses loopback and plain http before connecting; both are failures (exit 1,
+  // nothing on stdout), not verdicts. --cert and --cert-url together are a usage error.
+  const std::string d = dir_.string() + "/";
+  const std::string one = " --body " + d + "body.json --signature-file " + d + "sig.b64 --processor-domain opendsr.test";
+  const std::string cert = "--cert " + d + "chain.pem";
+  base_.replace(base_.find(cert), cert.size(), "");
+  const fs::path err = dir_ / "stderr";
+  auto tool_err = [&](const std::string& flags) {
+    int status = std::system((base_ + flags + " >" + (dir_ / "stdout").string() + " 2>" + err.string()).c_str());
+    out_ = slurp(dir_ / "stdout");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(tool_err("--cert-url https://127.0.0.1:9/opendsr_cert.pem" + one), 1);
+  EXPECT_EQ(out_, "");
+  EXPECT_NE(slurp(err).find("loopback"), std::string::npos) << slurp(err);
+  EXPECT_EQ(tool_err("--cert-url http://opendsr.test/opendsr_cert.pem" + one), 1);
+  EXPECT_NE(slurp(err).find("https only"), std::string::npos) << slurp(err);
+  EXPECT_EQ(tool_err(cert + " --cert-url https://opendsr.test/c.pem" + one), 2);
+}
+
 TEST_F(VerifyCallbackCommand, ListenAnswersCallbacksAndPrintsALineForEach) {
   if (run("curl --version") != 0) GTEST_SKIP() << "curl is not installed";
   // Started with its stdout on a pipe; each line is read as it is printed, so nothing sleeps.
