@@ -186,9 +186,11 @@ class connection : public std::enable_shared_from_this<connection> {
         resolver_(strand_),
         idle_timer_(strand_) {
 #if OPENDSR_ASIO_OPENSSL
-    if (url.https) tls_.emplace(strand_, client.tls());
+    if (url.https)
+      tls_.emplace(strand_, client.tls());
+    else
 #endif
-    if (!url.https) tcp_.emplace(strand_);
+      tcp_.emplace(strand_);  // also for https without TLS support, which fails in run()
   }
 
   const std::string& origin() const { return origin_; }

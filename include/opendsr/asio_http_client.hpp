@@ -7,7 +7,17 @@
 // name (SNI sent, hostname or IP checked against the certificate), TLS 1.2 or later; write the
 // request; read at most max_response_bytes of response; never follow a redirect. Connections are
 // kept alive and reused per origin (scheme, host, port), and at most max_connections_per_origin
-// exchanges run at once per origin: the rest wait in order.
+// exchanges run at once per origin: the rest wait in order. A request written to a kept-alive
+// connection that the server had closed meanwhile is sent once more on a new connection.
+//
+// Built without OpenSSL, an https URL fails with errc::network_error ("built without TLS") and
+// the TLS options are ignored.
+//
+// Error messages name the step that failed ("could not resolve the destination host", "could
+// not connect to the destination: Connection refused", "TLS handshake with the destination
+// failed: certificate verify failed: hostname mismatch", "the exchange with the destination timed
+// out", "the response is larger than max_response_bytes", "the response is malformed"), never
+// the URL's host or the request or response body.
 #pragma once
 
 #include <opendsr/http_client.hpp>
@@ -28,8 +38,8 @@ struct asio_http_client_options {
   outbound_policy policy;
   // Time to establish the TCP connection (all resolved addresses). Default: 5 s.
   std::chrono::milliseconds connect_timeout{5'000};
-  // Time for the whole exchange, from send() to the last byte of the response (connect and TLS
-  // handshake included). Default: 10 s.
+  // Time for the whole exchange, from send() to the last byte of the response (waiting for a
+  // slot, resolving, connecting and the TLS handshake included). Default: 10 s.
   std::chrono::milliseconds total_timeout{10'000};
   // The largest response (status line, header and body) read; larger is errc::network_error.
   // Default: 64 KiB.
@@ -39,6 +49,7 @@ struct asio_http_client_options {
   // How long an idle kept-alive connection stays open for reuse. Default: 30 s.
   std::chrono::milliseconds idle_timeout{30'000};
   // Threads running the client's I/O and the completions. REQUIRES: >= 1. Default: 1.
+  // (Each connection runs on its own strand, so any number of exchanges proceed at once.)
   std::size_t threads = 1;
   // Trust anchors for https: the system's store (OpenSSL's default paths) when true, plus the
   // certificates of ca_file (PEM) when it is not empty. Default: the system store only.
@@ -51,8 +62,8 @@ struct asio_http_client_options {
   std::function<result<std::vector<ip_address>>(const std::string& host)> resolve;
 };
 
-// Errors: errc::invalid_argument naming an option that breaks its REQUIRES, or a ca_file that
-// cannot be read or holds no certificate.
+// Errors: errc::invalid_argument naming an option that breaks its REQUIRES (or a timeout that is
+// not positive), or a ca_file that cannot be read or holds no certificate.
 result<std::unique_ptr<http_client>> make_asio_http_client(asio_http_client_options options = {});
 
 }  // namespace opendsr

@@ -64,6 +64,9 @@ struct loopback_receiver_options {
   std::optional<http_server_tls> tls = std::nullopt;
   // Server threads. Default: 2.
   std::size_t threads = 2;
+  // How long the receiver keeps an idle kept-alive connection open (to test a client's handling
+  // of connections closed under it). Default: 60 s.
+  std::chrono::milliseconds idle_timeout{60'000};
 };
 
 class loopback_receiver {
@@ -75,6 +78,7 @@ class loopback_receiver {
     server.address = "127.0.0.1";
     server.port = 0;
     server.threads = options.threads;
+    server.idle_timeout = options.idle_timeout;
     server.drain_timeout = std::chrono::milliseconds(2'000);
     server.tls = std::move(options.tls);
     auto s = http_server::start(r->handler_, server);

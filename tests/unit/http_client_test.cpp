@@ -326,6 +326,37 @@ TEST(HttpClient, ClosesAnIdleConnectionAfterIdleTimeout) {
   EXPECT_EQ(receiver->requests().size(), 2u);
 }
 
+TEST(HttpClient, RetriesOnceOnANewConnectionWhenTheKeptAliveOneWasClosed) {
+  testing::loopback_receiver_options ro;
+  ro.idle_timeout = 50ms;  // the receiver closes idle connections long before the client would
+  auto receiver = make_receiver(ro);
+  ASSERT_TRUE(receiver);
+  auto client = make_client(loopback_http());
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(exchange(*client, post(receiver->url("/cb"), "first")));
+  ASSERT_TRUE(eventually([&] { return receiver->open_connections() == 0; }));
+  // The client's pooled connection is now closed at the far end.
+  auto r = exchange(*client, post(receiver->url("/cb"), "second"));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->status, 202);
+  auto got = receiver->requests();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].body, "second");
+}
+
+TEST(HttpClient, UsesTheSystemResolver) {
+  auto receiver = make_receiver();
+  ASSERT_TRUE(receiver);
+  auto client = make_client(loopback_http());
+  ASSERT_TRUE(client);
+  // "localhost" may resolve to ::1 as well, where nothing listens: the client tries each
+  // address that passed the policy.
+  auto r = exchange(*client, post("http://localhost:" + std::to_string(receiver->port()) + "/cb"));
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(receiver->requests().size(), 1u);
+  EXPECT_EQ(receiver->requests()[0].headers.get("Host"), "localhost:" + std::to_string(receiver->port()));
+}
+
 TEST(HttpClient, HonoursTheCapPerOrigin) {
   auto held = make_receiver();
   auto other = make_receiver();
