@@ -2,6 +2,9 @@
 // signature check. Run `opendsr --help`; docs/daemon.md has examples.
 #include "common/data_dir.hpp"
 #include "common/flags.hpp"
+#if OPENDSR_HAVE_OPENSSL
+#include "verify_callback.hpp"
+#endif
 
 #include <opendsr/botan.hpp>
 #include <opendsr/engine.hpp>
@@ -24,7 +27,9 @@ constexpr std::string_view usage_text =
     "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
     "  verify --cert FILE --signature BASE64 --body FILE\n"
     "                          check an X-OpenDSR-Signature over a body as a controller does\n"
-    "                          (exit 0 and \"Verified OK\", or exit 1)\n\nFlags:\n";
+    "                          (exit 0 and \"Verified OK\", or exit 1)\n"
+    "  verify-callback ...     check signed status callbacks as a controller does, one saved or as\n"
+    "                          they arrive (OpenSSL builds; opendsr verify-callback --help)\n\nFlags:\n";
 
 struct config {
   std::string data_dir = "./opendsr-data";
@@ -139,6 +144,9 @@ int verify_command(const config& c) {
 
 int main(int argc, char** argv) {
   using namespace opendsr::app;
+#if OPENDSR_HAVE_OPENSSL
+  if (argc > 1 && std::string_view(argv[1]) == "verify-callback") return verify_callback_main(argc, argv);
+#endif
   config c;
   flag_set flags;
   flags.add("data-dir", "DIR", "The opendsrd data directory", c.data_dir);

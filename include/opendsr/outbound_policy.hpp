@@ -35,7 +35,8 @@ enum class address_class : std::uint8_t {
                  // 203.0.113/24, 2001:db8::/32 (documentation), 64:ff9b:1::/48, ::/96 (v4-compatible)
 };
 
-// Names the class as used in error messages and configuration ("loopback", "private", ...).
+// Names the class as used in configuration and logs: "public", "loopback", "private",
+// "link-local", "cgnat", "metadata", "multicast", "unspecified", "reserved".
 std::string_view to_string(address_class c) noexcept;
 
 // An IPv4 or IPv6 address in network byte order. IPv4 uses the first 4 bytes.
@@ -47,11 +48,14 @@ struct ip_address {
 };
 
 // Parses a dotted-quad IPv4 or an IPv6 literal (RFC 4291 text, without brackets or zone).
-// nullopt if `text` is neither.
+// nullopt if `text` is neither. IPv4 is strict: exactly four decimal parts 0-255 without leading
+// zeros, so the forms resolvers read differently (127.1, 0x7f000001, 2130706433, 010.0.0.1) are
+// not addresses here.
 std::optional<ip_address> parse_ip_address(std::string_view text) noexcept;
 
 // The class of an address. IPv6 forms that embed an IPv4 address (IPv4-mapped ::ffff:a.b.c.d,
-// NAT64 64:ff9b::/96) take the class of the embedded address.
+// NAT64 64:ff9b::/96) take the class of the embedded address; the rest of ::/96 (deprecated
+// IPv4-compatible) is reserved, except :: (unspecified) and ::1 (loopback).
 address_class classify(const ip_address& a) noexcept;
 
 // An absolute http or https URL split for connecting.
@@ -62,8 +66,11 @@ struct url_parts {
   std::string target;     // path and query as sent in the request line; "/" when empty
 };
 
-// Splits an absolute http(s) URL. errc::invalid_argument naming what is wrong for anything else
-// (another scheme, userinfo, an empty host or a bad port, a fragment is dropped).
+// Splits an absolute http(s) URL; the scheme is case-insensitive and a fragment is dropped.
+// errc::invalid_argument naming what is wrong for anything else: another scheme or none,
+// userinfo ('@' in the authority), an empty host or an empty label, a host character other than
+// letters, digits, '-', '_' and '.', a bracketed host that is not IPv6 (zones included), a port
+// not in 1-65535, a space, control or non-ASCII character anywhere.
 result<url_parts> parse_url(std::string_view url);
 
 struct outbound_policy {
@@ -80,7 +87,9 @@ struct outbound_policy {
 };
 
 // Checks a URL as written (intake): errc::destination_refused with a message naming the rule for
-// a refused scheme or a host that is a refused IP literal or "localhost" (and its subdomains);
+// a refused scheme, a host that is a refused IP literal or "localhost" (and its subdomains, with
+// or without the root's trailing dot), or a host that ends in a number without being a dotted
+// quad (2130706433, 0x7f000001, 127.1: ambiguous forms, refused whatever the policy allows);
 // errc::invalid_argument if it is not an absolute http(s) URL. The message never repeats the URL.
 result<url_parts> check_url(const outbound_policy& policy, std::string_view url);
 
