@@ -6,6 +6,7 @@
 #include "common/data_dir.hpp"
 #include "common/flags.hpp"
 
+#include <opendsr/asio_http_client.hpp>
 #include <opendsr/callback_verifier.hpp>
 #include <opendsr/clock.hpp>
 #include <opendsr/http_server.hpp>
@@ -14,6 +15,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <string>
@@ -81,10 +83,27 @@ std::vector<std::string> split_domains(std::string_view list) {
   return out;
 }
 
-// The processor's certificate chain PEM, from --cert.
+// The processor's certificate chain PEM: read from --cert, or fetched from --cert-url with the
+// asio http_client (https to a public address only, the same trust anchors, no redirect).
 result<std::string> load_certificate(const config& c) {
-  if (!c.cert_url.empty()) return error(errc::invalid_argument, "--cert-url is not available in this build yet; use --cert FILE");
-  return read_file(c.cert);
+  if (c.cert_url.empty()) return read_file(c.cert);
+  asio_http_client_options options;
+  options.use_system_trust = !c.no_system_trust;
+  options.ca_file = c.ca_file;
+  auto client = make_asio_http_client(options);
+  if (!client) return std::move(client).error();
+  http_client_request request;
+  request.method = "GET";
+  request.url = c.cert_url;
+  request.headers.set("Accept", "application/x-pem-file, */*");
+  std::promise<result<http_client_response>> answered;
+  auto response_future = answered.get_future();
+  (*client)->send(std::move(request), [&answered](result<http_client_response> r) { answered.set_value(std::move(r)); });
+  auto response = response_future.get();
+  if (!response) return error(response.error().code(), c.cert_url + ": " + response.error().message());
+  if (response->status != 200)
+    return error(errc::network_error, c.cert_url + ": answered HTTP " + std::to_string(response->status) + ", not 200");
+  return std::move(response->body);
 }
 
 int check_one(const callback_verifier& verifier, const config& c) {

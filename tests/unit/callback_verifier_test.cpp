@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -554,6 +556,140 @@ TEST_F(CallbackHandler, AnswersWhatOnCallbackDecides) {
   EXPECT_NE(r.body.find("not a status object"), std::string::npos) << r.body;
   ASSERT_EQ(refusals_.size(), 1u);
   EXPECT_EQ(refusals_[0].first, 400);
+}
+
+// --- `opendsr verify-callback`, the built binary (OPENDSR_TOOL, set by meson test) ---
+
+class VerifyCallbackCommand : public CallbackVerifier {
+ protected:
+  void SetUp() override {
+    CallbackVerifier::SetUp();
+    const char* tool = std::getenv("OPENDSR_TOOL");
+    if (!tool) GTEST_SKIP() << "OPENDSR_TOOL is not set (run through meson test with the apps built)";
+    const std::string d = dir_.string() + "/";
+    spit(dir_ / "chain.pem", pki_->leaf + pki_->intermediate);
+    spit(dir_ / "root.pem", pki_->root);
+    spit(dir_ / "body.json", body);
+    spit(dir_ / "sig.b64", sign_with_our_signer(body) + "\n");
+    base_ = std::string(tool) + " verify-callback --domain opendsr.test,www.opendsr.test --cert " + d + "chain.pem --ca-file " +
+            d + "root.pem --no-system-trust ";
+  }
+
+  // Runs the tool with `flags`; returns its exit status and sets out_ to its stdout.
+  int tool(const std::string& flags) {
+    const fs::path out = dir_ / "stdout";
+    int status = std::system((base_ + flags + " >" + out.string() + " 2>/dev/null").c_str());
+    out_ = slurp(out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  std::string base_, out_;
+};
+
+TEST_F(VerifyCallbackCommand, OneShotPrints202Or401WithTheReason) {
+  const std::string d = dir_.string() + "/";
+  const std::string one = "--body " + d + "body.json --signature-file " + d + "sig.b64 --processor-domain ";
+  EXPECT_EQ(tool(one + "opendsr.test"), 0);
+  EXPECT_EQ(out_, "202 Accepted\n");
+  EXPECT_EQ(tool("--body " + d + "body.json --signature " + sign_with_our_signer(body) + " --processor-domain opendsr.test"), 0);
+  EXPECT_EQ(out_, "202 Accepted\n");
+
+  std::string flipped = body;
+  flipped[3] ^= 0x01;
+  spit(dir_ / "flipped.json", flipped);
+  EXPECT_EQ(tool("--body " + d + "flipped.json --signature-file " + d + "sig.b64 --processor-domain opendsr.test"), 1);
+  EXPECT_EQ(out_, "401 signature does not verify\n");
+  EXPECT_EQ(tool(one + "evil.test"), 1);
+  EXPECT_EQ(out_, "401 processor domain not allowed: evil.test\n");
+  spit(dir_ / "pss.b64", sign_with_openssl_cli(body, "-sigopt rsa_padding_mode:pss"));
+  EXPECT_EQ(tool("--body " + d + "body.json --signature-file " + d + "pss.b64 --processor-domain opendsr.test"), 1);
+  EXPECT_EQ(out_, "401 signature does not verify\n");
+
+  // The certificate refused at startup.
+  spit(dir_ / "self.pem", pki_->self_signed);
+  base_.replace(base_.find(d + "chain.pem"), (d + "chain.pem").size(), d + "self.pem");
+  EXPECT_EQ(tool(one + "opendsr.test"), 1);
+  EXPECT_EQ(out_, "401 certificate not trusted: self-signed certificate\n");
+
+  // Usage errors exit 2 and print nothing on stdout.
+  EXPECT_EQ(tool("--body " + d + "body.json --processor-domain opendsr.test"), 2);
+  EXPECT_EQ(tool(""), 2);
+  EXPECT_EQ(out_, "");
+}
+
+TEST_F(VerifyCallbackCommand, CertUrlIsFetchedUnderTheOutboundPolicy) {
+  // The http_client refuses loopback and plain http before connecting; both are failures (exit 1,
+  // nothing on stdout), not verdicts. --cert and --cert-url together are a usage error.
+  const std::string d = dir_.string() + "/";
+  const std::string one = " --body " + d + "body.json --signature-file " + d + "sig.b64 --processor-domain opendsr.test";
+  const std::string cert = "--cert " + d + "chain.pem";
+  base_.replace(base_.find(cert), cert.size(), "");
+  const fs::path err = dir_ / "stderr";
+  auto tool_err = [&](const std::string& flags) {
+    int status = std::system((base_ + flags + " >" + (dir_ / "stdout").string() + " 2>" + err.string()).c_str());
+    out_ = slurp(dir_ / "stdout");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(tool_err("--cert-url https://127.0.0.1:9/opendsr_cert.pem" + one), 1);
+  EXPECT_EQ(out_, "");
+  EXPECT_NE(slurp(err).find("loopback"), std::string::npos) << slurp(err);
+  EXPECT_EQ(tool_err("--cert-url http://opendsr.test/opendsr_cert.pem" + one), 1);
+  EXPECT_NE(slurp(err).find("https only"), std::string::npos) << slurp(err);
+  EXPECT_EQ(tool_err(cert + " --cert-url https://opendsr.test/c.pem" + one), 2);
+}
+
+TEST_F(VerifyCallbackCommand, ListenAnswersCallbacksAndPrintsALineForEach) {
+  if (run("curl --version") != 0) GTEST_SKIP() << "curl is not installed";
+  // Started with its stdout on a pipe; each line is read as it is printed, so nothing sleeps.
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    close(out[1]);
+    execl("/bin/sh", "sh", "-c", ("exec " + base_ + "--listen 127.0.0.1:0").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  FILE* lines = fdopen(out[0], "r");
+  ASSERT_NE(lines, nullptr);
+  auto next_line = [&] {
+    char buffer[512];
+    return std::fgets(buffer, sizeof buffer, lines) ? std::string(buffer) : std::string();
+  };
+  const std::string banner = next_line();
+  ASSERT_NE(banner.find("listening on http://127.0.0.1:"), std::string::npos) << banner;
+  const std::string port = banner.substr(banner.find("127.0.0.1:") + 10, banner.find(" for") - banner.find("127.0.0.1:") - 10);
+  const std::string d = dir_.string() + "/";
+  auto post = [&](const std::string& headers, const std::string& body_file) {
+    const fs::path reply = dir_ / "reply";
+    EXPECT_EQ(std::system(("curl -s -o " + reply.string() + " -w '%{http_code}' -X POST --data-binary @" + d + body_file + " " +
+                           headers + " http://127.0.0.1:" + port + "/dsr/callbacks >" + d + "code")
+                              .c_str()),
+              0);
+    return slurp(dir_ / "code") + " " + slurp(reply);
+  };
+  const std::string signed_headers = "-H 'X-OpenDSR-Processor-Domain: opendsr.test' -H \"X-OpenDSR-Signature: " +
+                                     sign_with_our_signer(body) + "\" -H 'Content-Type: application/json'";
+  EXPECT_EQ(post(signed_headers, "body.json"), "202 {}");
+  EXPECT_EQ(next_line(), "202 opendsr.test POST /dsr/callbacks (" + std::to_string(body.size()) + " bytes)\n");
+  spit(dir_ / "other.json", body + " ");
+  const std::string refused = post(signed_headers, "other.json");
+  EXPECT_EQ(refused.substr(0, 4), "401 ");
+  EXPECT_NE(refused.find("signature does not verify"), std::string::npos) << refused;
+  EXPECT_EQ(next_line(), "401 signature does not verify\n");
+  EXPECT_EQ(post("", "body.json").substr(0, 4), "401 ");
+  EXPECT_EQ(next_line(), "401 missing X-OpenDSR-Processor-Domain\n");
+
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  EXPECT_EQ(next_line(), "stopped (SIGTERM)\n");
+  EXPECT_EQ(next_line(), "");  // end of output
+  std::fclose(lines);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 }  // namespace
