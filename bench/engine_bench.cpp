@@ -94,8 +94,8 @@ struct fresh_engine {
 };
 
 // The floor of one submit: parse, then what admit() asks of the store for a request without a
-// group: two gets (dedup, conflict) and four puts (record with the body, conflict entry, timer,
-// one outbox entry with a callback body), with the engine's key sizes.
+// group: two gets (dedup, conflict) and five puts (record with the body, conflict entry, timer,
+// one callback entry with its body and its due key), with the engine's key sizes.
 void floor_submit(write_transaction& txn, const std::string& body, std::string& scratch) {
   auto req = parse_request(body).value();
   const std::string ref = detail::keys::request_ref(ws, req.subject_request_id);
@@ -109,7 +109,8 @@ void floor_submit(write_transaction& txn, const std::string& body, std::string& 
   txn.put(conflict_key, req.subject_request_id).value();
   txn.put(detail::keys::timer_key(received, ref), "\x00").value();
   scratch.assign(330, 'o');
-  txn.put(detail::keys::outbox_key(received, ref, 0, 0), scratch).value();
+  txn.put(detail::keys::callback_key({ref, 0, 0}), scratch).value();
+  txn.put(detail::keys::callback_due_key(received, {ref, 0, 0}), {}).value();
 }
 
 void BM_submit(benchmark::State& state) {

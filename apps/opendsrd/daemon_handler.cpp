@@ -98,7 +98,12 @@ http_response daemon_handler::on_error(const error& e) {
 }
 
 http_response daemon_handler::metrics_response() const {
-  http_response r{200, {}, metrics_.render(connections_ ? connections_() : 0)};
+  std::optional<callback_queue_stats> queue;
+  if (engine* e = engine_.load()) {
+    if (auto q = e->callback_queue()) queue = *q;
+  }
+  const timestamp now = options_.engine_clock ? options_.engine_clock->now() : timestamp{};
+  http_response r{200, {}, metrics_.render(connections_ ? connections_() : 0, queue, now)};
   r.headers.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
   r.headers.set("Cache-Control", "no-store");
   return r;
@@ -143,6 +148,7 @@ http_response daemon_handler::move_clock(std::string_view body) {
   metrics_.record_tick(report ? report->transitions : 0, report.has_value());
   if (!report) return error_response(report.error());
   log_event("info", "test_clock", {{"now", format_rfc3339(now)}, {"transitions", std::to_string(report->transitions)}});
+  if (options_.on_clock_moved) options_.on_clock_moved();
   return json_response(200, "{\"now\":\"" + format_rfc3339(now) + "\",\"transitions\":" + std::to_string(report->transitions) + "}");
 }
 

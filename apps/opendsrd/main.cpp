@@ -8,7 +8,9 @@
 #include "opendsrd/metrics.hpp"
 
 #include <opendsr/api.hpp>
+#include <opendsr/asio_http_client.hpp>
 #include <opendsr/botan.hpp>
+#include <opendsr/callback_dispatcher.hpp>
 #include <opendsr/engine.hpp>
 #include <opendsr/group_commit.hpp>
 #include <opendsr/http_server.hpp>
@@ -67,6 +69,15 @@ struct config {
   std::uint64_t new_requests_per_day = 80'000;
   std::uint64_t max_commit_batch = 128;
   std::uint64_t callback_flush_seconds = 900;
+  std::uint64_t callback_timeout_ms = 10'000;
+  std::uint64_t callback_max_attempts = 20;
+  std::uint64_t callback_max_age_hours = 72;
+  std::uint64_t callback_max_in_flight = 256;
+  std::string deliver_to = "any";
+  bool callback_allow_http = false;
+  bool callback_allow_private = false;
+  std::string callback_ca_file;
+  std::string node_name = "opendsrd";
   std::string demo_workspace = "demo";
   bool no_demo = false;
   bool no_access_log = false;
@@ -98,6 +109,15 @@ void add_flags(flag_set& f, config& c) {
   f.add("new-requests-per-day", "N", "New requests per workspace per UTC day (0: unlimited)", c.new_requests_per_day, 0, 1'000'000'000);
   f.add("max-commit-batch", "N", "Most POSTs committed in one write transaction (group commit)", c.max_commit_batch, 1, 100'000);
   f.add("callback-flush-seconds", "S", "Callbacks are queued for the next multiple of this interval (test mode: 60 unless set)", c.callback_flush_seconds, 1, 86'400);
+  f.add("callback-timeout-ms", "MS", "Time one callback delivery may take, connection and TLS included; longer is a failed attempt", c.callback_timeout_ms, 100, 600'000);
+  f.add("callback-max-attempts", "N", "Attempts before a callback is dead-lettered (see opendsr callbacks dead)", c.callback_max_attempts, 1, 1000);
+  f.add("callback-max-age-hours", "H", "A callback still failing this long after it fell due is dead-lettered", c.callback_max_age_hours, 1, 24 * 365);
+  f.add("callback-max-in-flight", "N", "Callbacks being delivered at once", c.callback_max_in_flight, 1, 100'000);
+  f.add("deliver-to", "WHERE", "any: callbacks go to public addresses (https); loopback: only to this machine, other host names are refused without a DNS lookup (demos, tests; the default in test mode)", c.deliver_to);
+  f.add_switch("callback-allow-http", "Allow http:// callback URLs (default: https only; test mode allows http)", c.callback_allow_http);
+  f.add_switch("callback-allow-private", "Allow callbacks to private, link-local and CGNAT addresses (an internal controller)", c.callback_allow_private);
+  f.add("callback-ca-file", "FILE", "Trust these CA certificates (PEM) for https callbacks, besides the system's", c.callback_ca_file);
+  f.add("node-name", "NAME", "This process's name in callback leases; distinct per process when several share a store", c.node_name);
   f.add("demo-workspace", "ID", "Id of the workspace made (credentials printed once) when the store has none", c.demo_workspace);
   f.add_switch("no-demo", "Do not make a demo workspace when the store has none", c.no_demo);
   f.add_switch("no-access-log", "Do not log a line per request (errors and lifecycle events are still logged)", c.no_access_log);
@@ -138,12 +158,16 @@ class ticker {
 
   void stop() { timer_.cancel(); }
 
+  // Due callbacks are sent when the timer fires. Set once, before the first arm().
+  void set_dispatcher(callback_dispatcher* d) { dispatcher_ = d; }
+
  private:
   void fire() {
     auto report = engine_.tick(clock_.now());
     metrics_.record_tick(report ? report->transitions : 0, report.has_value());
     if (!report) return retry(report.error());
     if (report->transitions > 0) log_event("info", "tick", {{"transitions", std::to_string(report->transitions)}});
+    if (dispatcher_) dispatcher_->poll();
     arm();
   }
 
@@ -165,6 +189,7 @@ class ticker {
   metrics& metrics_;
   std::optional<timestamp> armed_for_;
   std::atomic<bool> rearm_pending_{false};
+  callback_dispatcher* dispatcher_ = nullptr;
 };
 
 int fail(std::string_view what, const error& e) {
@@ -191,6 +216,33 @@ std::string base_url(const host_port& listen, std::uint16_t port, const std::str
   return (tls ? "https://" : "http://") + host + ":" + std::to_string(port);
 }
 
+// Where callbacks may go: https to public addresses by default; --deliver-to loopback (and test
+// mode) keeps them on this machine.
+outbound_policy callback_destinations(const config& c) {
+  outbound_policy p;
+  const bool loopback_only = c.deliver_to == "loopback";
+  p.allow_public = !loopback_only;
+  p.allow_loopback = loopback_only;
+  p.allow_http = c.callback_allow_http || c.test_mode;
+  p.allow_private = c.callback_allow_private;
+  return p;
+}
+
+// The resolver of --deliver-to loopback: localhost names only, anything else refused without a
+// DNS query, so that no callback (nor its lookup) leaves the machine.
+result<std::vector<ip_address>> resolve_loopback_only(const std::string& host) {
+  std::string_view name = host;
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name == "localhost" || name.ends_with(".localhost")) return std::vector{*parse_ip_address("127.0.0.1")};
+  return error(errc::destination_refused, "delivery is limited to this machine (--deliver-to loopback): host names other than localhost are not looked up");
+}
+
+// The host of a URL, for logs (the path and query may carry tokens).
+std::string url_host(std::string_view url) {
+  auto parts = parse_url(url);
+  return parts ? parts->host : std::string("?");
+}
+
 std::string url_path(std::string_view url) {
   auto scheme = url.find("://");
   auto slash = scheme == std::string_view::npos ? scheme : url.find('/', scheme + 3);
@@ -210,6 +262,9 @@ int run(config c) {
   if (c.signer != "botan" && (c.signer != "openssl" || !OPENDSR_HAVE_OPENSSL))
     return fail("--signer", error(errc::invalid_argument, OPENDSR_HAVE_OPENSSL ? "expected openssl or botan" : "expected botan (built without OpenSSL)"));
   if (c.sync != "durable" && c.sync != "no-sync") return fail("--sync", error(errc::invalid_argument, "expected durable or no-sync"));
+  if (c.test_mode && c.deliver_to == "any") c.deliver_to = "loopback";  // a daemon under test delivers only to loopback
+  if (c.deliver_to != "any" && c.deliver_to != "loopback")
+    return fail("--deliver-to", error(errc::invalid_argument, "expected any or loopback"));
 
   const std::filesystem::path dir = c.data_dir;
   std::filesystem::create_directories(dir, ec);
@@ -268,6 +323,11 @@ int run(config c) {
   handler_options.on_created = [&created] {
     if (created) created();
   };
+  handler_options.engine_clock = &now_clock;
+  std::function<void()> clock_moved;  // set once the dispatcher exists
+  handler_options.on_clock_moved = [&clock_moved] {
+    if (clock_moved) clock_moved();
+  };
   daemon_handler handler(meter, handler_options);
 
   http_server_options server_options;
@@ -306,8 +366,26 @@ int run(config c) {
   engine_options.certificate_url = c.certificate_url;
   engine_options.timing.callback_flush_interval =
       std::chrono::seconds(c.test_mode && c.callback_flush_seconds == 900 ? 60 : c.callback_flush_seconds);
+  const outbound_policy callback_policy = callback_destinations(c);
+  engine_options.request.callback_destinations = callback_policy;
+  engine_options.callbacks.max_attempts = static_cast<unsigned>(c.callback_max_attempts);
+  engine_options.callbacks.max_age = std::chrono::hours(c.callback_max_age_hours);
+  // A lease outlasts the longest delivery (its timeout) with room for signing and recording.
+  engine_options.callbacks.lease = std::chrono::milliseconds(c.callback_timeout_ms) + std::chrono::seconds(50);
   auto engine = engine::open(metered, engine_options);
   if (!engine) return fail("engine", engine.error());
+
+  asio_http_client_options client_options;
+  client_options.policy = callback_policy;
+  client_options.total_timeout = std::chrono::milliseconds(c.callback_timeout_ms);
+  client_options.connect_timeout = std::min(client_options.connect_timeout, client_options.total_timeout);
+  client_options.ca_file = c.callback_ca_file;
+  client_options.max_connections_per_origin = 16;
+  client_options.threads = std::max(1u, std::thread::hardware_concurrency());
+  client_options.user_agent = "opendsrd";
+  if (c.deliver_to == "loopback") client_options.resolve = resolve_loopback_only;
+  auto client = make_asio_http_client(client_options);
+  if (!client) return fail("--callback-ca-file", client.error());
 
   group_commit_options commit_options;
   commit_options.max_batch_size = c.max_commit_batch;
@@ -324,6 +402,30 @@ int run(config c) {
 
   asio::io_context control;
   ticker timer(control, *engine, now_clock, meter);
+
+  callback_dispatcher_options dispatch_options;
+  dispatch_options.owner = c.node_name;
+  dispatch_options.max_in_flight = c.callback_max_in_flight;
+  dispatch_options.on_attempt = [&meter](const callback_attempt& a) {
+    meter.record_callback_attempt(a.delivered, a.latency);
+    if (!a.delivered)  // never the body, never an identity: the workspace, the URL's host and why
+      log_event("warn", "callback_failed", {{"workspace", a.workspace}, {"host", url_host(a.url)},
+                                            {"attempt", std::to_string(a.attempt)}, {"error", a.error}});
+  };
+  dispatch_options.on_recorded = [&meter, &timer, test_mode = c.test_mode](const result<callback_record_report>& r) {
+    meter.record_callback_outcomes(r ? r->dead_lettered : 0, r.has_value());
+    if (!r) log_event("error", "callback_record_failed", {{"message", r.error().message()}});
+    else if (r->dead_lettered > 0) log_event("warn", "callbacks_dead_lettered", {{"count", std::to_string(r->dead_lettered)}});
+    if (!test_mode) timer.request_rearm();  // test mode: only POST /admin/clock moves time
+  };
+  dispatch_options.on_claim_error = [](const error& e) { log_event("error", "callback_claim_failed", {{"message", e.message()}}); };
+  if (c.node_name.empty() || c.node_name.find('\n') != std::string::npos)
+    return fail("--node-name", error(errc::invalid_argument, "expected a non-empty name without line breaks"));
+  auto dispatcher = callback_dispatcher::start(*engine, **client, **signer, now_clock, dispatch_options);
+  if (!dispatcher) return fail("callback dispatcher", dispatcher.error());
+  timer.set_dispatcher(dispatcher->get());
+  clock_moved = [d = dispatcher->get()] { d->poll(); };
+
   if (!c.test_mode) {
     created = [&timer] { timer.request_rearm(); };
     timer.arm();
@@ -337,6 +439,7 @@ int run(config c) {
     (*server)->stop();     // drains in-flight requests; each POST is committed before its response
     (*committer)->stop();  // nothing is queued any more; joins the writer
     timer.stop();
+    (*dispatcher)->stop();  // every callback in flight answered (at most the timeout) and recorded
     control.stop();
   });
 

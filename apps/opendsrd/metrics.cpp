@@ -68,7 +68,18 @@ void metrics::record_tick(std::size_t transitions, bool ok) {
   transitions_.fetch_add(transitions, std::memory_order_relaxed);
 }
 
-std::string metrics::render(std::size_t open_connections) const {
+void metrics::record_callback_attempt(bool delivered, std::chrono::nanoseconds latency) {
+  (delivered ? callbacks_delivered_ : callback_failures_).fetch_add(1);
+  callback_latency_.observe(latency);
+}
+
+void metrics::record_callback_outcomes(std::size_t dead_lettered, bool ok) {
+  callbacks_dead_lettered_.fetch_add(dead_lettered);
+  if (!ok) callback_record_failures_.fetch_add(1);
+}
+
+std::string metrics::render(std::size_t open_connections, const std::optional<callback_queue_stats>& queue,
+                            timestamp now) const {
   std::string out;
   out += "# HELP opendsr_http_requests_total HTTP requests answered, by route, method and status.\n";
   out += "# TYPE opendsr_http_requests_total counter\n";
@@ -98,6 +109,31 @@ std::string metrics::render(std::size_t open_connections) const {
   out += "opendsr_ticks_total{outcome=\"failed\"} " + std::to_string(failed_ticks_.load()) + "\n";
   out += "# HELP opendsr_transitions_total Request status changes performed by ticks.\n# TYPE opendsr_transitions_total counter\n";
   out += "opendsr_transitions_total " + std::to_string(transitions_.load()) + "\n";
+  out += "# HELP opendsr_callbacks_delivered_total Callback attempts the receiver answered with 2xx.\n";
+  out += "# TYPE opendsr_callbacks_delivered_total counter\n";
+  out += "opendsr_callbacks_delivered_total " + std::to_string(callbacks_delivered_.load()) + "\n";
+  out += "# HELP opendsr_callback_failures_total Callback attempts that failed (non-2xx, redirect, timeout, TLS, network).\n";
+  out += "# TYPE opendsr_callback_failures_total counter\n";
+  out += "opendsr_callback_failures_total " + std::to_string(callback_failures_.load()) + "\n";
+  out += "# HELP opendsr_callbacks_dead_lettered_total Callbacks that failed for the last time (see opendsr callbacks dead).\n";
+  out += "# TYPE opendsr_callbacks_dead_lettered_total counter\n";
+  out += "opendsr_callbacks_dead_lettered_total " + std::to_string(callbacks_dead_lettered_.load()) + "\n";
+  out += "# HELP opendsr_callback_record_failures_total Recordings of callback outcomes that failed (the callbacks are sent again).\n";
+  out += "# TYPE opendsr_callback_record_failures_total counter\n";
+  out += "opendsr_callback_record_failures_total " + std::to_string(callback_record_failures_.load()) + "\n";
+  out += "# HELP opendsr_callback_delivery_seconds Time from sending a callback to its answer or failure.\n";
+  out += "# TYPE opendsr_callback_delivery_seconds histogram\n";
+  callback_latency_.render(out, "opendsr_callback_delivery_seconds", "");
+  if (queue) {
+    out += "# HELP opendsr_callbacks_queued Callbacks not yet delivered nor dead.\n# TYPE opendsr_callbacks_queued gauge\n";
+    out += "opendsr_callbacks_queued " + std::to_string(queue->queued) + "\n";
+    out += "# HELP opendsr_callbacks_dead Dead-lettered callbacks in the store.\n# TYPE opendsr_callbacks_dead gauge\n";
+    out += "opendsr_callbacks_dead " + std::to_string(queue->dead) + "\n";
+    const auto age = queue->oldest_due && *queue->oldest_due < now ? now - *queue->oldest_due : std::chrono::microseconds(0);
+    out += "# HELP opendsr_callback_oldest_due_age_seconds How long the earliest due (or claimed) callback has been due.\n";
+    out += "# TYPE opendsr_callback_oldest_due_age_seconds gauge\n";
+    out += "opendsr_callback_oldest_due_age_seconds " + std::to_string(std::chrono::duration<double>(age).count()) + "\n";
+  }
   return out;
 }
 

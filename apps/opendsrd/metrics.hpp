@@ -3,6 +3,7 @@
 // Thread safety: every method may be called from any thread concurrently.
 #pragma once
 
+#include <opendsr/callback_delivery.hpp>
 #include <opendsr/storage_wrapper.hpp>
 
 #include <array>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -43,7 +45,13 @@ class metrics {
   void record_commit(std::chrono::nanoseconds d, bool ok);
   void record_tick(std::size_t transitions, bool ok);
 
-  std::string render(std::size_t open_connections) const;
+  // One callback attempt completed (delivered iff the receiver answered 2xx).
+  void record_callback_attempt(bool delivered, std::chrono::nanoseconds latency);
+  // Outcomes recorded: how many were dead-lettered, and whether the recording failed.
+  void record_callback_outcomes(std::size_t dead_lettered, bool ok);
+
+  // `queue` is the callback queue now (nullopt if it could not be read), `now` the engine's time.
+  std::string render(std::size_t open_connections, const std::optional<callback_queue_stats>& queue, timestamp now) const;
 
  private:
   struct by_route {
@@ -56,6 +64,9 @@ class metrics {
   latency_histogram commit_latency_;
   std::atomic<std::uint64_t> commits_{0}, failed_commits_{0};
   std::atomic<std::uint64_t> ticks_{0}, failed_ticks_{0}, transitions_{0};
+  std::atomic<std::uint64_t> callbacks_delivered_{0}, callback_failures_{0}, callbacks_dead_lettered_{0},
+      callback_record_failures_{0};
+  latency_histogram callback_latency_;
 };
 
 // The route label of a request target: requests, request, discovery, certificate, metrics,

@@ -25,8 +25,10 @@ struct store_index {
   std::map<std::string, std::string> members;     // key -> id
   std::map<std::string, std::string> counts;      // key -> value
   std::map<std::string, std::string> timers;      // key -> event byte
-  // (ref, history index, url index) -> the entries (due, value)
-  std::map<std::tuple<std::string, std::uint8_t, std::uint8_t>, std::vector<std::pair<timestamp, std::string>>> outbox;
+  // (ref, url index, history index) -> the callback entry's value
+  std::map<std::tuple<std::string, std::uint8_t, std::uint8_t>, std::string> callbacks;
+  std::set<std::tuple<timestamp, std::string, std::uint8_t, std::uint8_t>> callback_due;  // (due, ref, url, history)
+  std::set<std::tuple<std::string, std::uint8_t, std::uint8_t>> callback_dead;            // (ref, url, history)
 };
 
 class checker {
@@ -59,12 +61,25 @@ class checker {
         else add("malformed timer key");
         return;
       case keys::table::workspace: return;  // the workspace directory's: no request invariant
-      case keys::table::outbox:
-        if (auto parts = keys::parse_outbox_key(key))
-          s.outbox[{std::string(parts->ref), parts->history_index, parts->url_index}].emplace_back(parts->due, v);
+      case keys::table::callback:
+        if (auto at = keys::parse_callback_key(key))
+          s.callbacks.emplace(std::tuple(std::string(at->ref), at->url_index, at->history_index), v);
         else
-          add("malformed outbox key");
+          add("malformed callback key");
         return;
+      case keys::table::callback_due:
+        if (auto parts = keys::parse_callback_due_key(key))
+          s.callback_due.emplace(parts->due, std::string(parts->at.ref), parts->at.url_index, parts->at.history_index);
+        else
+          add("malformed callback due key");
+        return;
+      case keys::table::callback_dead:
+        if (auto at = keys::parse_callback_dead_key(key))
+          s.callback_dead.emplace(std::string(at->ref), at->url_index, at->history_index);
+        else
+          add("malformed dead-letter key");
+        return;
+      case keys::table::outbox_v1: add("a schema-1 outbox entry in a schema-2 store"); return;
     }
     add("key of unknown table " + std::to_string(static_cast<unsigned char>(key[0])));
   }
@@ -156,42 +171,56 @@ class checker {
       if (!claimed.contains(key)) add("a timer belongs to no request in a timed status");
   }
 
+  // Rule 6: callbacks not yet delivered, each for a status on its request's path and a URL of it,
+  // announcing that status to that URL; per (request, URL) exactly the first live one scheduled
+  // (with its due key), dead letters indexed.
   void check_outbox(const store_index& s) {
-    std::size_t expected_entries = 0;
-    for (const auto& [ref, r] : s.records) {
-      // The statuses the request passed through, creation first.
+    std::set<std::tuple<timestamp, std::string, std::uint8_t, std::uint8_t>> scheduled;
+    std::set<std::tuple<std::string, std::uint8_t, std::uint8_t>> dead;
+    std::optional<std::pair<std::string, std::uint8_t>> chain;  // the chain being walked
+    bool head_seen = false;
+    for (const auto& [position, value] : s.callbacks) {
+      const auto& [ref, u, h] = position;
+      const auto it = s.records.find(ref);
+      if (it == s.records.end()) {
+        add("a callback belongs to no stored request");
+        continue;
+      }
+      const request_record& r = it->second;
       std::vector<request_status> path{r.status};
       while (path.back() != request_status::pending) path.push_back(previous_status(path.back()));
       std::reverse(path.begin(), path.end());
-      for (std::uint8_t h = 0; h < path.size(); ++h) {
-        for (std::size_t u = 0; u < r.callback_urls.size(); ++u) {
-          ++expected_entries;
-          const auto it = s.outbox.find({ref, h, static_cast<std::uint8_t>(u)});
-          const std::string what = "the " + std::string(to_string(path[h])) + " callback " + std::to_string(u) +
-                                   " of request " + r.subject_request_id;
-          if (it == s.outbox.end()) {
-            add(what + " is missing");
-            continue;
-          }
-          if (it->second.size() != 1) add(what + " is queued " + std::to_string(it->second.size()) + " times");
-          check_callback(what, r, path[h], r.callback_urls[u], it->second.front().second);
-        }
+      const std::string what = "callback " + std::to_string(h) + "/" + std::to_string(u) + " of request " +
+                               r.subject_request_id;
+      if (h >= path.size() || u >= r.callback_urls.size()) {
+        add(what + " is for a status or URL the request does not have");
+        continue;
       }
+      auto e = decode_callback_entry(value);
+      if (!e) {
+        add(what + ": " + e.error().message());
+        continue;
+      }
+      check_callback(what, r, path[h], r.callback_urls[u], *e);
+      if (chain != std::pair(ref, u)) chain = std::pair(ref, u), head_seen = false;
+      if (e->dead) {
+        dead.emplace(ref, u, h);
+        continue;
+      }
+      if (e->scheduled.has_value() == head_seen)
+        add(what + (head_seen ? " is scheduled behind an earlier callback" : " heads its chain but is not scheduled"));
+      head_seen = true;
+      if (e->scheduled) scheduled.emplace(*e->scheduled, ref, u, h);
     }
-    std::size_t entries = 0;
-    for (const auto& [id, list] : s.outbox) entries += list.size();
-    if (entries != expected_entries)
-      add(std::to_string(entries) + " outbox entries where the requests' transitions account for " +
-          std::to_string(expected_entries));
+    if (scheduled != s.callback_due) add("the callback due index disagrees with the scheduled callbacks");
+    if (dead != s.callback_dead) add("the dead-letter index disagrees with the dead callbacks");
   }
 
   void check_callback(const std::string& what, const request_record& r, request_status status,
-                      const std::string& url, const std::string& value) {
-    auto entry = decode_outbox_entry(value);
-    if (!entry) return add(what + ": " + entry.error().message());
-    if (entry->url != url) add(what + " goes to the wrong URL");
+                      const std::string& url, const callback_entry& entry) {
+    if (entry.url != url) add(what + " goes to the wrong URL");
     boost::system::error_code ec;
-    json::value body = json::parse(entry->body, ec);
+    json::value body = json::parse(entry.body, ec);
     if (ec || !body.is_object()) return add(what + " has a body that is not a JSON object");
     const json::object& o = body.get_object();
     auto is = [&](const char* key, std::string_view expected) {

@@ -309,7 +309,7 @@ result<url_parts> parse_url(std::string_view url) {
 
 bool outbound_policy::allows(address_class c) const noexcept {
   switch (c) {
-    case address_class::public_unicast: return true;
+    case address_class::public_unicast: return allow_public;
     case address_class::loopback: return allow_loopback;
     case address_class::private_use:
     case address_class::link_local:

@@ -5,11 +5,14 @@
 #include "intake/admit.hpp"
 #include "lifecycle/timing.hpp"
 #include "lifecycle/transitions.hpp"
+#include "outbox/callbacks.hpp"
 #include "render/documents.hpp"
 #include "store/keys.hpp"
 #include "store/transact.hpp"
 
+#include <atomic>
 #include <limits>
+#include <random>
 
 namespace opendsr {
 namespace {
@@ -28,6 +31,13 @@ result<void> validate(const engine_options& o) {
     return invalid("max_group_size must be between 1 and 65535.");
   if (o.tick_batch_size < 1) return invalid("tick_batch_size must be at least 1.");
   if (o.max_transaction_attempts < 1) return invalid("max_transaction_attempts must be at least 1.");
+  const callback_delivery_policy& c = o.callbacks;
+  if (c.max_attempts < 1 || c.max_attempts > 1000) return invalid("callbacks.max_attempts must be between 1 and 1000.");
+  if (c.max_age <= std::chrono::microseconds::zero()) return invalid("callbacks.max_age must be positive.");
+  if (c.min_retry_delay <= std::chrono::microseconds::zero() || c.first_retry_delay < c.min_retry_delay ||
+      c.max_retry_delay < c.first_retry_delay)
+    return invalid("callbacks retry delays must satisfy 0 < min_retry_delay <= first_retry_delay <= max_retry_delay.");
+  if (c.lease <= std::chrono::microseconds::zero()) return invalid("callbacks.lease must be positive.");
   return validate_timing(o.timing);
 }
 
@@ -36,14 +46,25 @@ result<void> validate_workspace(std::string_view workspace) {
   return {};
 }
 
-// Creates or checks the schema version entry.
+// Creates or checks the schema version entry, upgrading a schema-1 store.
 result<void> check_schema(write_transaction& txn) {
   const std::string key = keys::schema_key();
+  const std::string_view current(&keys::schema_version, 1);
   auto stored = txn.get(key);
   if (!stored) return std::move(stored).error();
-  if (!*stored) return txn.put(key, std::string_view(&keys::schema_version, 1));
-  if (**stored != std::string_view(&keys::schema_version, 1))
-    return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
+  if (!*stored) return txn.put(key, current);
+  if (**stored == current) return {};
+  if (**stored == std::string_view(&keys::schema_version_1, 1)) {
+    auto moved = migrate_outbox_v1(txn);
+    if (!moved) return std::move(moved).error();
+    return txn.put(key, current);
+  }
+  return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
+}
+
+result<void> validate_owner(std::string_view owner) {
+  if (owner.empty() || owner.find('\n') != std::string_view::npos || !is_valid_utf8(owner))
+    return invalid("A dispatcher owner must be a non-empty UTF-8 name without line breaks.");
   return {};
 }
 
@@ -74,6 +95,8 @@ struct engine::impl {
   scheduled_completion default_fulfilment;
   opendsr::fulfilment& fulfil;
   std::string discovery;
+  // Makes each claim's lease unique, across engines and restarts.
+  std::atomic<std::uint64_t> lease_nonce{std::random_device{}() * 0x9E3779B97F4A7C15ull};
 
   template <class Body>
   result<void> write(Body&& body) {
@@ -273,7 +296,76 @@ result<std::optional<timestamp>> engine::next_due() const {
     return false;
   }));
   if (malformed) return error(errc::storage_corrupt, "A stored timer key is malformed.");
+  auto callback = first_callback_due(**txn);
+  if (!callback) return std::move(callback).error();
+  if (*callback && (!due || **callback < *due)) due = *callback;
   return due;
+}
+
+result<std::vector<claimed_callback>> engine::claim_callbacks(timestamp now, std::size_t max, std::string_view owner) {
+  OPENDSR_TRY(validate_owner(owner));
+  std::vector<claimed_callback> claimed;
+  if (max == 0) return claimed;
+  const std::string lease = make_lease(owner, impl_->lease_nonce.fetch_add(1));
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto got = claim_due_callbacks(txn, now, max, lease, now + impl_->options.callbacks.lease);
+    if (!got) return std::move(got).error();
+    claimed = std::move(*got);
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return claimed;
+}
+
+result<callback_record_report> engine::record_callbacks(std::span<const callback_outcome> outcomes, timestamp now) {
+  callback_record_report report;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    report = {};
+    for (const callback_outcome& o : outcomes)
+      OPENDSR_TRY(record_callback_outcome(txn, impl_->options.callbacks, o, now, report));
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return report;
+}
+
+result<std::size_t> engine::release_callback_leases(std::string_view owner, timestamp now) {
+  OPENDSR_TRY(validate_owner(owner));
+  std::size_t released = 0;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto n = detail::release_callback_leases(txn, owner, now);
+    if (!n) return std::move(n).error();
+    released = *n;
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return released;
+}
+
+result<std::vector<dead_callback>> engine::dead_callbacks(std::optional<std::string_view> workspace,
+                                                          std::optional<std::string_view> subject_request_id) const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return list_dead_callbacks(**txn, workspace, subject_request_id);
+}
+
+result<std::size_t> engine::redrive_callbacks(timestamp now, std::optional<std::string_view> workspace,
+                                              std::optional<std::string_view> subject_request_id) {
+  std::size_t redriven = 0;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto n = redrive_dead_callbacks(txn, workspace, subject_request_id, now);
+    if (!n) return std::move(n).error();
+    redriven = *n;
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return redriven;
+}
+
+result<callback_queue_stats> engine::callback_queue() const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return callback_stats(**txn);
 }
 
 }  // namespace opendsr

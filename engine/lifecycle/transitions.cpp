@@ -2,7 +2,7 @@
 
 #include "common/json_text.hpp"
 #include "lifecycle/timing.hpp"
-#include "outbox/callbacks.hpp"
+#include "outbox/outbound.hpp"
 #include "store/keys.hpp"
 
 #include <variant>
@@ -47,7 +47,7 @@ result<void> write_status(write_transaction& txn, const timing_policy& timing, c
     if (!*erased) return corrupt_index("conflict index entry", r);
   }
   OPENDSR_TRY(txn.put(keys::request_key(ref), encode_record(r)));
-  return queue_callbacks(txn, r, ref, next_flush(timing, now));
+  return write_outbound_work(txn, {r, ref, history_index(r.status), next_flush(timing, now)});
 }
 
 result<void> apply_event(write_transaction& txn, const timing_policy& timing, request_record& r,

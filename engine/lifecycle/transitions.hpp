@@ -1,6 +1,6 @@
 // Applying the state machine to stored requests: every status change writes, in the caller's
 // transaction, everything it causes (the record, the timer moved, the conflict index entry
-// removed when terminal, and one callback per URL).
+// removed when terminal, and the outbound work of outbox/outbound.hpp).
 #pragma once
 
 #include <opendsr/engine_options.hpp>
@@ -20,7 +20,8 @@ namespace opendsr::detail {
 
 // Stores r in its current status with what that status causes: its timer moved from
 // `old_timer` (nullopt: a new request) to timer_due(r), its conflict index entry removed if the
-// status is terminal, and its callbacks queued for the first flush not before `now`.
+// status is terminal, and its outbound work written (callbacks due at the first flush not before
+// `now`).
 // `ref` is keys::request_ref(r.workspace, r.subject_request_id).
 result<void> write_status(write_transaction& txn, const timing_policy& timing, const request_record& r,
                           std::string_view ref, std::optional<timestamp> old_timer, timestamp now);

@@ -337,6 +337,9 @@ class request_handler {
     if (url.size() > max_callback_url_length)
       return fail(errc::invalid_request, where + ": longer than 2048 characters");
     if (!detail::is_http_url(url)) return fail(errc::invalid_request, where + ": must be an absolute http or https URL");
+    // The policy's messages name the rule broken and never repeat the URL.
+    if (auto checked = check_url(options_.callback_destinations, url); !checked)
+      return fail(errc::invalid_request, where + ": " + checked.error().message());
     if (std::find(urls.begin(), urls.end(), url) != urls.end())
       return fail(errc::invalid_request, where + ": repeats an earlier URL");
     urls.emplace_back(url);

@@ -8,7 +8,7 @@ namespace {
 constexpr std::size_t time_size = 8;
 constexpr std::size_t max_component_size = 1 + max_inline_component;
 
-// The outbox key is the longest: table, time, a ref of two components, two index bytes.
+// The callback due key is the longest: table, time, a ref of two components, two index bytes.
 constexpr std::size_t max_ref_size = 2 * max_component_size;
 static_assert(1 + time_size + max_ref_size + 2 <= storage::max_key_size, "every key must fit");
 
@@ -98,8 +98,64 @@ std::string timer_key(timestamp due, std::string_view ref) {
   return key;
 }
 
-std::string outbox_key(timestamp due, std::string_view ref, std::uint8_t history_index, std::uint8_t url_index) {
-  std::string key = prefix(table::outbox);
+namespace {
+
+std::string position_key(table t, std::optional<timestamp> due, const callback_position& at) {
+  std::string key = prefix(t);
+  if (due) append_time(key, *due);
+  key += at.ref;
+  key += static_cast<char>(at.url_index);
+  key += static_cast<char>(at.history_index);
+  return key;
+}
+
+// Splits "ref url_index history_index" (the tail of the callback keys).
+std::optional<callback_position> parse_position(std::string_view tail) noexcept {
+  if (tail.size() < 2) return std::nullopt;
+  const std::string_view ref = tail.substr(0, tail.size() - 2);
+  if (!is_request_ref(ref)) return std::nullopt;
+  return callback_position{ref, static_cast<std::uint8_t>(tail[tail.size() - 2]),
+                           static_cast<std::uint8_t>(tail[tail.size() - 1])};
+}
+
+}  // namespace
+
+std::string callback_key(const callback_position& at) { return position_key(table::callback, std::nullopt, at); }
+
+std::string callback_chain_prefix(std::string_view ref, std::uint8_t url_index) {
+  std::string key = prefix(table::callback);
+  key += ref;
+  key += static_cast<char>(url_index);
+  return key;
+}
+
+std::string callback_due_key(timestamp due, const callback_position& at) {
+  return position_key(table::callback_due, due, at);
+}
+
+std::string callback_dead_key(const callback_position& at) {
+  return position_key(table::callback_dead, std::nullopt, at);
+}
+
+std::optional<callback_position> parse_callback_key(std::string_view key) noexcept {
+  if (key.empty() || key[0] != static_cast<char>(table::callback)) return std::nullopt;
+  return parse_position(key.substr(1));
+}
+
+std::optional<callback_position> parse_callback_dead_key(std::string_view key) noexcept {
+  if (key.empty() || key[0] != static_cast<char>(table::callback_dead)) return std::nullopt;
+  return parse_position(key.substr(1));
+}
+
+std::optional<callback_due_parts> parse_callback_due_key(std::string_view key) noexcept {
+  if (key.size() < 1 + time_size || key[0] != static_cast<char>(table::callback_due)) return std::nullopt;
+  auto at = parse_position(key.substr(1 + time_size));
+  if (!at) return std::nullopt;
+  return callback_due_parts{read_time(key.substr(1)), *at};
+}
+
+std::string outbox_v1_key(timestamp due, std::string_view ref, std::uint8_t history_index, std::uint8_t url_index) {
+  std::string key = prefix(table::outbox_v1);
   append_time(key, due);
   key += ref;
   key += static_cast<char>(history_index);
@@ -116,11 +172,11 @@ std::optional<timer_key_parts> parse_timer_key(std::string_view key) noexcept {
   return timer_key_parts{read_time(key.substr(1)), ref};
 }
 
-std::optional<outbox_key_parts> parse_outbox_key(std::string_view key) noexcept {
-  if (key.size() < 1 + time_size + 2 || key[0] != static_cast<char>(table::outbox)) return std::nullopt;
+std::optional<outbox_v1_key_parts> parse_outbox_v1_key(std::string_view key) noexcept {
+  if (key.size() < 1 + time_size + 2 || key[0] != static_cast<char>(table::outbox_v1)) return std::nullopt;
   std::string_view ref = key.substr(1 + time_size, key.size() - 1 - time_size - 2);
   if (!is_request_ref(ref)) return std::nullopt;
-  return outbox_key_parts{read_time(key.substr(1)), ref, static_cast<std::uint8_t>(key[key.size() - 2]),
+  return outbox_v1_key_parts{read_time(key.substr(1)), ref, static_cast<std::uint8_t>(key[key.size() - 2]),
                           static_cast<std::uint8_t>(key[key.size() - 1])};
 }
 

@@ -30,15 +30,21 @@ enum class table : char {
   group_member = 'g',  // g ws group seq(2 bytes)             -> id of the seq-th request of the group
   group_count = 'n',   // n ws group                          -> number of requests in the group
   timer = 't',         // t due(8) ref                        -> the lifecycle event due then
-  outbox = 'o',        // o due(8) ref history_index url_index -> a callback to send
+  callback = 'b',      // b ref url_index history_index          -> a callback entry (outbox/callbacks.hpp)
+  callback_due = 'q',  // q due(8) ref url_index history_index   -> "" for each chain head to send then
+  callback_dead = 'l', // l ref url_index history_index          -> "" for each dead-lettered callback
+  // Schema 1's outbox (o due(8) ref history_index url_index -> url, body): engine::open moves it
+  // to the three tables above; a schema-2 store holds none.
+  outbox_v1 = 'o',
   // Not the engine's own: the protocol layer's workspace directory (engine/api/workspaces.cpp)
   // shares the store, and its table is reserved here so no engine table ever takes its byte.
   workspace = 'w',     // w api_key                           -> the workspace's id and secret hash
 };
 
-// The version of the key schema and value formats, stored under schema_key(). A store holding
-// another version is refused.
-inline constexpr char schema_version = 1;
+// The version of the key schema and value formats, stored under schema_key(). engine::open
+// upgrades a store of version 1 (outbox_v1) in place; any other version is refused.
+inline constexpr char schema_version = 2;
+inline constexpr char schema_version_1 = 1;
 
 // Strings up to this many bytes are stored in keys as they are; longer ones as their SHA-256.
 inline constexpr std::size_t max_inline_component = 64;
@@ -50,7 +56,7 @@ void append_component(std::string& key, std::string_view s);
 std::size_t component_size(std::string_view encoded) noexcept;
 
 // A request's reference: component(workspace) component(subject_request_id). The suffix of its
-// record, timer and outbox keys.
+// record and timer keys, and part of its callback keys.
 std::string request_ref(std::string_view workspace, std::string_view id);
 
 // True iff ref is exactly two well-formed components.
@@ -64,7 +70,20 @@ std::string group_count_key(std::string_view workspace, std::string_view group_i
 std::string group_members_prefix(std::string_view workspace, std::string_view group_id);
 std::string group_member_key(std::string_view members_prefix, std::uint16_t seq);
 std::string timer_key(timestamp due, std::string_view ref);
-std::string outbox_key(timestamp due, std::string_view ref, std::uint8_t history_index, std::uint8_t url_index);
+// A callback's position: the request, the index of its URL in status_callback_urls, and the
+// index of the status it announces on the request's path (pending 0, in_progress/cancelled 1,
+// completed 2). The entries of one (ref, url_index), its chain, sort in status order.
+struct callback_position {
+  std::string_view ref;
+  std::uint8_t url_index;
+  std::uint8_t history_index;
+};
+std::string callback_key(const callback_position& at);
+std::string callback_chain_prefix(std::string_view ref, std::uint8_t url_index);
+std::string callback_due_key(timestamp due, const callback_position& at);
+std::string callback_dead_key(const callback_position& at);
+// Schema 1 only (the migration reads it; tests write it).
+std::string outbox_v1_key(timestamp due, std::string_view ref, std::uint8_t history_index, std::uint8_t url_index);
 
 // The first byte of every key of a table, as a scan prefix.
 std::string prefix(table t);
@@ -80,13 +99,23 @@ struct timer_key_parts {
 // Splits a timer key; nullopt iff it is not one.
 std::optional<timer_key_parts> parse_timer_key(std::string_view key) noexcept;
 
-struct outbox_key_parts {
+// Split a callback, callback_due or callback_dead key (the views point into `key`); nullopt iff
+// it is not one of that table.
+std::optional<callback_position> parse_callback_key(std::string_view key) noexcept;
+std::optional<callback_position> parse_callback_dead_key(std::string_view key) noexcept;
+struct callback_due_parts {
+  timestamp due;
+  callback_position at;
+};
+std::optional<callback_due_parts> parse_callback_due_key(std::string_view key) noexcept;
+
+struct outbox_v1_key_parts {
   timestamp due;
   std::string_view ref;
   std::uint8_t history_index;
   std::uint8_t url_index;
 };
-// Splits an outbox key; nullopt iff it is not one.
-std::optional<outbox_key_parts> parse_outbox_key(std::string_view key) noexcept;
+// Splits a schema-1 outbox key; nullopt iff it is not one.
+std::optional<outbox_v1_key_parts> parse_outbox_v1_key(std::string_view key) noexcept;
 
 }  // namespace opendsr::detail::keys

@@ -1,7 +1,9 @@
 // opendsr::engine: the sans-I/O core of an OpenDSR processor.
 //
-// The engine turns inputs (a submission, a cancellation, the passage of time) into state changes
-// and outbound work (callbacks in the outbox), each inside one storage transaction. It keeps no
+// The engine turns inputs (a submission, a cancellation, the passage of time, the outcome of a
+// delivery) into state changes and outbound work (callbacks in the outbox), each inside one
+// storage transaction. It does no I/O: a dispatcher (<opendsr/callback_dispatcher.hpp>) claims
+// due callbacks, sends them and records their outcomes through the methods below. It keeps no
 // per-request state in memory: everything lives in the storage under the engine's own key schema
 // (docs/engine.md), so a new engine over the same storage continues where the last one stopped.
 //
@@ -25,6 +27,7 @@
 // options), which must outlive it.
 #pragma once
 
+#include <opendsr/callback_delivery.hpp>
 #include <opendsr/documents.hpp>
 #include <opendsr/engine_options.hpp>
 #include <opendsr/result.hpp>
@@ -76,7 +79,8 @@ class engine {
  public:
   // Validates the options (errc::invalid_argument naming the option) and the store's schema
   // version (errc::storage_corrupt if the store was written by an incompatible version), and
-  // records the schema version in a new store.
+  // records the schema version in a new store. A store of schema 1 (before callback delivery)
+  // is upgraded in place, in one transaction: its outbox becomes callbacks queued as they were.
   static result<engine> open(storage& store, engine_options options);
 
   engine(engine&&) noexcept;
@@ -124,8 +128,39 @@ class engine {
   // transactions of at most tick_batch_size timers each.
   result<tick_report> tick(timestamp now);
 
-  // When tick() next has work: the earliest timer, or nullopt if none.
+  // When tick() or the callback dispatcher next has work: the earliest lifecycle timer, callback
+  // due (first attempt or retry) or callback lease expiry; nullopt if none.
   result<std::optional<timestamp>> next_due() const;
+
+  // ---- Callback delivery (<opendsr/callback_delivery.hpp>) ----
+
+  // Claims up to `max` callbacks due at or before `now`, in due order, for `owner` (a name for
+  // the dispatching process; no line break; several engines sharing one store use distinct names) with
+  // a lease of options().callbacks.lease, in one write transaction. Claimed callbacks are not
+  // claimed again until their lease expires.
+  result<std::vector<claimed_callback>> claim_callbacks(timestamp now, std::size_t max, std::string_view owner);
+
+  // Records outcomes of claimed callbacks in one write transaction, at `now`: delivered ones are
+  // removed (and the next of their chain falls due), failed ones scheduled again or
+  // dead-lettered. An outcome whose lease was lost (it expired and the callback was claimed again,
+  // or it was released) records nothing and counts as stale.
+  result<callback_record_report> record_callbacks(std::span<const callback_outcome> outcomes, timestamp now);
+
+  // Makes every callback leased by `owner` due at `now`: call it when a dispatcher starts, since
+  // nothing it claimed before it (re)started is still in flight. Returns how many.
+  result<std::size_t> release_callback_leases(std::string_view owner, timestamp now);
+
+  // The dead-lettered callbacks, all or of one workspace (and request).
+  result<std::vector<dead_callback>> dead_callbacks(std::optional<std::string_view> workspace = std::nullopt,
+                                                    std::optional<std::string_view> subject_request_id = std::nullopt) const;
+
+  // Queues dead-lettered callbacks again, all or of one workspace (and request), with their
+  // attempts reset and due at `now`. Returns how many.
+  result<std::size_t> redrive_callbacks(timestamp now, std::optional<std::string_view> workspace = std::nullopt,
+                                        std::optional<std::string_view> subject_request_id = std::nullopt);
+
+  // Counts of the callback queue, for metrics (scans the outbox).
+  result<callback_queue_stats> callback_queue() const;
 
  private:
   struct impl;

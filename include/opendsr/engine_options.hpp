@@ -2,6 +2,7 @@
 // validates them once.
 #pragma once
 
+#include <opendsr/callback_delivery.hpp>
 #include <opendsr/request.hpp>
 
 #include <chrono>
@@ -40,6 +41,8 @@ struct engine_options {
   // http or https URL. No default.
   std::string certificate_url;
   timing_policy timing;
+  // How callbacks are retried and leased. Default: see callback_delivery_policy.
+  callback_delivery_policy callbacks;
   // The most requests a group may hold (the 151st is refused). REQUIRES: 1 to 65535. Default: 150.
   std::size_t max_group_size = 150;
   // The most due timers tick() handles in one write transaction. REQUIRES: >= 1. Default: 256.

@@ -76,6 +76,10 @@ result<url_parts> parse_url(std::string_view url);
 struct outbound_policy {
   // Allow http:// (no TLS). Default: false (https only).
   bool allow_http = false;
+  // Allow public addresses: the Internet. Default: true. False keeps delivery on the machine
+  // (opendsrd's test mode and --deliver-to loopback, with a resolver that refuses other names
+  // without a lookup).
+  bool allow_public = true;
   // Allow each class other than public_unicast. Default: none. Test mode allows loopback.
   bool allow_loopback = false;
   bool allow_private = false;  // private_use, link_local and shared_cgnat

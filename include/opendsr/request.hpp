@@ -2,6 +2,7 @@
 #pragma once
 
 #include <opendsr/identity.hpp>
+#include <opendsr/outbound_policy.hpp>
 #include <opendsr/result.hpp>
 #include <opendsr/time.hpp>
 
@@ -46,6 +47,11 @@ struct parse_options {
   std::string processor_domain = "opendsr.mparticle.com";
   // Maximum JSON nesting depth of the body. Default: 32.
   std::size_t max_depth = 32;
+  // Where status_callback_urls may point: a URL the policy refuses as written (its scheme, or a
+  // host that is a refused IP literal or a localhost name) is invalid_request naming the field.
+  // The callback dispatcher checks the resolved addresses again at delivery. Default: https to
+  // public addresses only.
+  outbound_policy callback_destinations;
 };
 
 // Parses and validates a POST /v3/requests body against every rule of the OpenDSR v3 contract

@@ -26,13 +26,14 @@ inline engine_options test_options() {
   return o;
 }
 
-// One queued callback, as the dispatcher will see it.
+// One callback in the outbox, as the dispatcher will see it.
 struct queued_callback {
-  timestamp due;
+  std::optional<timestamp> due;  // its next attempt (chain head), nullopt while it waits or is dead
   std::uint8_t history_index;
   std::uint8_t url_index;
   std::string url;
   std::string body;
+  detail::callback_entry entry;
 };
 
 // Every broken invariant of the store (empty iff consistent).
@@ -41,18 +42,18 @@ inline std::vector<std::string> store_problems(storage& store) {
   return detail::check_invariants(**txn).value();
 }
 
-// The callbacks queued for one request, in the order they announce (creation first).
+// The callbacks in the outbox for one request, in the order they announce (creation first).
 inline std::vector<queued_callback> queued_callbacks(storage& store, std::string_view workspace, std::string_view id) {
   const std::string ref = detail::keys::request_ref(workspace, id);
   std::vector<queued_callback> out;
   auto txn = store.begin_read();
-  auto scanned = (*txn)->scan(detail::keys::prefix(detail::keys::table::outbox), {},
+  auto scanned = (*txn)->scan(detail::keys::prefix(detail::keys::table::callback) + ref, {},
                               [&](std::string_view key, std::string_view value) {
-                                const auto parts = detail::keys::parse_outbox_key(key);
-                                if (parts && parts->ref == ref) {
-                                  auto entry = detail::decode_outbox_entry(value).value();
-                                  out.push_back({parts->due, parts->history_index, parts->url_index,
-                                                 std::move(entry.url), std::move(entry.body)});
+                                const auto at = detail::keys::parse_callback_key(key);
+                                if (at && at->ref == ref) {
+                                  auto entry = detail::decode_callback_entry(value).value();
+                                  out.push_back({entry.scheduled, at->history_index, at->url_index, entry.url,
+                                                 entry.body, entry});
                                 }
                                 return true;
                               });
@@ -61,6 +62,19 @@ inline std::vector<queued_callback> queued_callbacks(storage& store, std::string
     return std::pair(a.history_index, a.url_index) < std::pair(b.history_index, b.url_index);
   });
   return out;
+}
+
+// Claims every callback due at `now` and records each as delivered (a receiver that answers
+// 2xx), until none is due. Returns how many were delivered.
+inline std::size_t deliver_due(engine& e, timestamp now) {
+  std::size_t delivered = 0;
+  for (;;) {
+    const auto claimed = e.claim_callbacks(now, 1000, "test").value();
+    if (claimed.empty()) return delivered;
+    std::vector<callback_outcome> outcomes;
+    for (const auto& c : claimed) outcomes.push_back({c.entry_key, c.lease, true, "signature", {}});
+    delivered += e.record_callbacks(outcomes, now).value().delivered;
+  }
 }
 
 // The number of keys in the store.

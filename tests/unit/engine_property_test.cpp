@@ -1,5 +1,6 @@
-// Property test: random interleavings of submit, batch submit, cancel, tick and the passage of
-// time, over a small pool of workspaces, ids, identities and groups (so duplicates, conflicts and
+// Property test: random interleavings of submit, batch submit, cancel, tick, callback delivery
+// (claims, delivered and failed outcomes, claims abandoned as by a crash, outcomes recorded twice,
+// dead letters redriven) and the passage of time, over a small pool of workspaces, ids, identities and groups (so duplicates, conflicts and
 // full groups happen often), on a store whose commits fail at random (conflicts that the engine
 // retries, and I/O errors that fail the operation). After every few steps the invariant checker
 // scans the whole store; the answers are checked against a model of which ids were accepted.
@@ -37,6 +38,7 @@ class random_history {
     engine_options o = testing::test_options();
     o.max_group_size = 4;
     o.tick_batch_size = 1 + rng_() % 4;
+    o.callbacks.max_attempts = 1 + rng_() % 3;  // dead letters happen
     o.max_transaction_attempts = 3;
     e_.emplace(engine::open(faulty_, o).value());
     faults_ = [this]() -> result<void> {
@@ -50,19 +52,30 @@ class random_history {
 
   void run() {
     for (int step = 0; step < steps_per_seed && !::testing::Test::HasFailure(); ++step) {
-      switch (rng_() % 10) {
+      switch (rng_() % 13) {
         case 0: case 1: case 2: case 3: submit_one(); break;
         case 4: submit_several(); break;
         case 5: cancel(); break;
         case 6: case 7: advance(); break;
-        default: tick(); break;
+        case 8: case 9: tick(); break;
+        case 10: redrive(); break;
+        default: deliver(); break;
       }
       if (step % check_every == 0) expect_consistent(step);
     }
-    // Without faults, everything ends terminal within a month.
+    // Without faults, everything ends terminal within a month, and every callback is delivered
+    // once the dead letters are redriven and the receivers answer.
     faulty_.set_policy(nullptr);
     now_ += std::chrono::days(30);
     ASSERT_TRUE(e_->tick(now_));
+    ASSERT_TRUE(e_->redrive_callbacks(now_));
+    for (int round = 0; round < 10; ++round, now_ += std::chrono::days(1)) {  // past every backoff and lease
+      const auto claimed = e_->claim_callbacks(now_, 1000, "final").value();
+      std::vector<callback_outcome> outcomes;
+      for (const auto& c : claimed) outcomes.push_back({c.entry_key, c.lease, true, "sig", {}});
+      EXPECT_EQ(e_->record_callbacks(outcomes, now_).value().delivered, claimed.size());
+    }
+    EXPECT_EQ(e_->callback_queue().value().queued, 0u);
     EXPECT_EQ(e_->next_due().value(), std::nullopt);
     for (const auto& [key, accepted] : accepted_) {
       const auto s = e_->status(key.first, key.second);
@@ -185,12 +198,62 @@ class random_history {
     const auto r = e_->tick(now_);
     if (r && r->transitions > 0) ++seen_["tick with transitions"];
     if (r) {
+      // Nothing the tick can do is left due; what is due is callbacks, and once a dispatcher has
+      // claimed them all, nothing at all is due until later.
+      faulty_.set_policy(nullptr);
+      const auto claimed = e_->claim_callbacks(now_, 100'000, "tick-check").value();
       const auto due = e_->next_due().value();
       EXPECT_TRUE(!due || *due > now_);
+      record(claimed);
+      faulty_.set_policy(faults_);
     } else {
       EXPECT_TRUE(r.error().code() == errc::storage_conflict || r.error().code() == errc::storage_io)
           << r.error().message();
     }
+  }
+
+  // Claims some due callbacks and records outcomes for them.
+  void deliver() {
+    auto claimed = e_->claim_callbacks(now_, 1 + rng_() % 8, rng_() % 2 ? "node-a" : "node-b");
+    if (!claimed) {
+      EXPECT_TRUE(claimed.error().code() == errc::storage_conflict || claimed.error().code() == errc::storage_io);
+      return;
+    }
+    ++seen_[claimed->empty() ? "claim of nothing" : "claim"];
+    if (rng_() % 8 == 0) {
+      ++seen_["claims abandoned"];  // as if the dispatcher crashed: the leases expire
+      return;
+    }
+    record(*claimed);
+  }
+
+  void record(const std::vector<claimed_callback>& claimed) {
+    std::vector<callback_outcome> outcomes;
+    for (const auto& c : claimed) {
+      const bool ok = rng_() % 3 != 0;
+      outcomes.push_back({c.entry_key, c.lease, ok, "sig", ok ? "" : "HTTP 500"});
+    }
+    const auto report = e_->record_callbacks(outcomes, now_);
+    if (!report) {
+      EXPECT_TRUE(report.error().code() == errc::storage_conflict || report.error().code() == errc::storage_io);
+      return;
+    }
+    EXPECT_EQ(report->delivered + report->retried + report->dead_lettered + report->stale, outcomes.size());
+    if (report->delivered) ++seen_["callbacks delivered"];
+    if (report->retried) ++seen_["callbacks retried"];
+    if (report->dead_lettered) ++seen_["callbacks dead-lettered"];
+    if (rng_() % 4 == 0 && !outcomes.empty()) {
+      const auto again = e_->record_callbacks(outcomes, now_);  // a duplicate report changes nothing
+      if (again) {
+        EXPECT_EQ(again->stale, outcomes.size());
+        ++seen_["outcomes recorded twice"];
+      }
+    }
+  }
+
+  void redrive() {
+    const auto n = e_->redrive_callbacks(now_, pick_workspace());
+    if (n && *n > 0) ++seen_["dead letters redriven"];
   }
 
   void expect_consistent(int step) {
@@ -222,6 +285,9 @@ TEST(EngineProperty, RandomHistoriesKeepEveryInvariant) {
   EXPECT_GT(seen["submit accepted"], 0);
   EXPECT_GT(seen["cancel accepted"], 0);
   EXPECT_GT(seen["tick with transitions"], 0);
+  for (const char* what : {"callbacks delivered", "callbacks retried", "callbacks dead-lettered", "claims abandoned",
+                           "outcomes recorded twice", "dead letters redriven"})
+    EXPECT_GT(seen[what], 0) << what;
   std::string summary;
   for (const auto& [what, n] : seen) summary += "  " + what + ": " + std::to_string(n) + "\n";
   std::cout << "outcomes over " << seeds << " seeds:\n" << summary;

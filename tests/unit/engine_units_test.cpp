@@ -46,7 +46,8 @@ TEST(Keys, EveryKeyFitsTheStorageLimitForMaximalInputs) {
   for (const std::string& key :
        {keys::request_key(ref), keys::conflict_key(ws, request_type::erasure, sha256("x")),
         keys::group_count_key(ws, group), keys::group_member_key(keys::group_members_prefix(ws, group), 149),
-        keys::timer_key(t, ref), keys::outbox_key(t, ref, 2, 9)})
+        keys::timer_key(t, ref), keys::callback_due_key(t, {ref, 9, 2}), keys::callback_key({ref, 9, 2}),
+        keys::callback_dead_key({ref, 9, 2}), keys::outbox_v1_key(t, ref, 2, 9)})
     EXPECT_LE(key.size(), storage::max_key_size);
 }
 
@@ -64,17 +65,37 @@ TEST(Keys, TimersOrderByDueTimeAcrossTheEpoch) {
   EXPECT_FALSE(keys::parse_timer_key("t123"));
 }
 
-TEST(Keys, OutboxKeysSplitBack) {
+TEST(Keys, CallbackKeysSplitBackAndChainsSortInStatusOrder) {
   const std::string ref = keys::request_ref("3622", "a7551968-d5d6-44b2-9831-815ac9017798");
   const timestamp due = at("2021-11-29T18:30:00Z");
-  const std::string key = keys::outbox_key(due, ref, 2, 7);  // parts view into it
-  const auto parts = keys::parse_outbox_key(key);
+  const std::string due_key = keys::callback_due_key(due, {ref, 7, 2});  // parts view into it
+  const auto parts = keys::parse_callback_due_key(due_key);
   ASSERT_TRUE(parts);
   EXPECT_EQ(parts->due, due);
-  EXPECT_EQ(parts->ref, ref);
-  EXPECT_EQ(parts->history_index, 2);
-  EXPECT_EQ(parts->url_index, 7);
-  EXPECT_FALSE(keys::parse_outbox_key(keys::timer_key(due, ref)));
+  EXPECT_EQ(parts->at.ref, ref);
+  EXPECT_EQ(parts->at.url_index, 7);
+  EXPECT_EQ(parts->at.history_index, 2);
+  const std::string entry_key = keys::callback_key({ref, 7, 1});
+  const auto at_entry = keys::parse_callback_key(entry_key);
+  ASSERT_TRUE(at_entry);
+  EXPECT_EQ(at_entry->ref, ref);
+  EXPECT_EQ(at_entry->url_index, 7);
+  EXPECT_EQ(at_entry->history_index, 1);
+  EXPECT_TRUE(entry_key.starts_with(keys::callback_chain_prefix(ref, 7)));
+  EXPECT_LT(keys::callback_key({ref, 7, 0}), keys::callback_key({ref, 7, 1}));
+  EXPECT_LT(keys::callback_key({ref, 7, 2}), keys::callback_key({ref, 8, 0}));
+  const std::string dead_key = keys::callback_dead_key({ref, 3, 0});
+  ASSERT_TRUE(keys::parse_callback_dead_key(dead_key));
+  EXPECT_EQ(keys::parse_callback_dead_key(dead_key)->url_index, 3);
+  EXPECT_FALSE(keys::parse_callback_due_key(keys::timer_key(due, ref)));
+  EXPECT_FALSE(keys::parse_callback_key(dead_key));
+  EXPECT_FALSE(keys::parse_callback_key("b\x01"));
+  const std::string v1 = keys::outbox_v1_key(due, ref, 2, 7);
+  const auto v1_parts = keys::parse_outbox_v1_key(v1);
+  ASSERT_TRUE(v1_parts);
+  EXPECT_EQ(v1_parts->due, due);
+  EXPECT_EQ(v1_parts->history_index, 2);
+  EXPECT_EQ(v1_parts->url_index, 7);
 }
 
 TEST(Keys, GroupMembersOrderBySequence) {
@@ -160,13 +181,29 @@ TEST(Record, DamageIsStorageCorrupt) {
 }
 
 TEST(Outbox, EntriesRoundTripAndDamageIsCorrupt) {
-  const std::string value = encode_outbox_entry("https://a.example/cb", R"({"k":"v"})");
-  const auto entry = decode_outbox_entry(value);
-  ASSERT_TRUE(entry);
-  EXPECT_EQ(entry->url, "https://a.example/cb");
-  EXPECT_EQ(entry->body, R"({"k":"v"})");
-  EXPECT_EQ(decode_outbox_entry(value.substr(0, 5)).error().code(), errc::storage_corrupt);
-  EXPECT_EQ(decode_outbox_entry("").error().code(), errc::storage_corrupt);
+  callback_entry e;
+  e.url = "https://a.example/cb";
+  e.body = R"({"k":"v"})";
+  e.first_due = at("2021-11-29T18:30:00Z");
+  const std::string fresh = encode_callback_entry(e);
+  EXPECT_EQ(decode_callback_entry(fresh).value(), e);
+  e.scheduled = at("2021-11-29T18:31:00Z");
+  e.retry_at = at("2021-11-29T18:31:00Z");
+  e.attempts = 3;
+  e.lease = "node-a\n42";
+  e.signature = "c2ln";
+  e.last_error = "HTTP 500";
+  e.last_attempt = at("2021-11-29T18:30:30Z");
+  const std::string value = encode_callback_entry(e);
+  EXPECT_EQ(decode_callback_entry(value).value(), e);
+  e.scheduled.reset();
+  e.dead = true;
+  EXPECT_EQ(decode_callback_entry(encode_callback_entry(e)).value(), e);
+  EXPECT_EQ(decode_callback_entry(value.substr(0, 5)).error().code(), errc::storage_corrupt);
+  EXPECT_EQ(decode_callback_entry("").error().code(), errc::storage_corrupt);
+  std::string other_format = value;
+  other_format[0] = 1;
+  EXPECT_EQ(decode_callback_entry(other_format).error().code(), errc::storage_corrupt);
 }
 
 TEST(Timing, ErasureWaitsSevenDaysToMidnightPlusMargin) {

@@ -370,6 +370,18 @@ TEST(CheckAddress, AllowFlagsOpenTheirClassesOnly) {
   EXPECT_FALSE(check_address(p, *parse_ip_address("192.0.2.1")));
 }
 
+TEST(OutboundPolicy, LoopbackOnlyRefusesPublicAddresses) {
+  outbound_policy p;
+  p.allow_public = false;
+  p.allow_loopback = true;
+  EXPECT_EQ(check_address(p, *parse_ip_address("93.184.216.34")).error().code(), errc::destination_refused);
+  EXPECT_NE(check_address(p, *parse_ip_address("2606:4700::1111")).error().message().find("public"), std::string::npos);
+  EXPECT_TRUE(check_address(p, *parse_ip_address("127.0.0.1")));
+  EXPECT_TRUE(check_address(p, *parse_ip_address("::1")));
+  EXPECT_EQ(check_url(p, "https://93.184.216.34/cb").error().code(), errc::destination_refused);
+  EXPECT_TRUE(check_address(outbound_policy{}, *parse_ip_address("93.184.216.34")));  // the default allows them
+}
+
 TEST(CheckUrl, HttpNeedsAllowHttp) {
   auto r = check_url(https_public(), "http://example.com/cb");
   ASSERT_FALSE(r);

@@ -560,11 +560,17 @@ TEST(ParseRequest, StatusCallbackUrlIsAtMost2048Characters) {
 
 TEST(ParseRequest, StatusCallbackUrlMustBeAbsoluteHttp) {
   json::object b = minimal();
+  parse_options anywhere;  // the syntax alone: every destination allowed
+  anywhere.callback_destinations.allow_http = anywhere.callback_destinations.allow_loopback = true;
   for (std::string_view ok : {"http://localhost:8080/cb", "HTTPS://Example.COM/cb?x=1&y=%20#frag", "https://[::1]:443/cb",
-                              "https://user@example.com/cb", "https://example.com"}) {
+                              "https://example.com"}) {
     b["status_callback_urls"] = json::array{ok};
-    EXPECT_TRUE(accepted(parse(b))) << ok;
+    EXPECT_TRUE(accepted(parse(b, anywhere))) << ok;
   }
+  // Credentials in a URL are refused: they would be sent to the receiver in the clear, and
+  // "https://trusted.example@attacker.example/" misleads whoever reads it.
+  b["status_callback_urls"] = json::array{"https://user@example.com/cb"};
+  EXPECT_EQ(parse(b, anywhere).error().code(), errc::invalid_request);
   for (std::string_view bad : {"ftp://example.com/cb", "/opendsr/callbacks", "example.com/cb", "https://", "https:///cb",
                                "https://example.com:/cb", "https://example.com:70000/cb", "https://example.com:8o/cb",
                                "https://exa mple.com/cb", "https://example.com/c%zz", "https://ex\xc3\xa4mple.com/cb",
@@ -572,6 +578,42 @@ TEST(ParseRequest, StatusCallbackUrlMustBeAbsoluteHttp) {
     b["status_callback_urls"] = json::array{bad};
     EXPECT_TRUE(invalid(parse(b), "status_callback_urls[0]: must be an absolute http or https URL")) << bad;
   }
+}
+
+TEST(ParseRequest, StatusCallbackUrlsTheOutboundPolicyRefusesAreInvalid) {
+  json::object b = minimal();
+  const std::pair<const char*, const char*> refused[] = {
+      {"http://example.com/cb", "http"},
+      {"https://127.0.0.1/cb", "loopback"},
+      {"https://localhost:8443/cb", "loopback"},
+      {"https://[::1]/cb", "loopback"},
+      {"https://[::ffff:127.0.0.1]/cb", "loopback"},
+      {"https://10.1.2.3/cb", "private"},
+      {"https://192.168.0.10/cb", "private"},
+      {"https://[fd00::1]/cb", "private"},
+      {"https://169.254.169.254/latest/meta-data", "metadata"},
+      {"https://100.64.0.1/cb", "shared"},
+      {"https://[fe80::1]/cb", "link"},
+      {"https://0.0.0.0/cb", "unspecified"},
+      {"https://224.0.0.1/cb", "multicast"},
+      {"https://2130706433/cb", "number"},
+  };
+  for (const auto& [url, rule] : refused) {
+    b["status_callback_urls"] = json::array{"https://ok.example/cb", url};
+    const auto r = parse(b);
+    ASSERT_FALSE(r) << url;
+    EXPECT_EQ(r.error().code(), errc::invalid_request) << url;
+    const std::string m = r.error().message();
+    EXPECT_TRUE(m.starts_with("status_callback_urls[1]: ")) << m;
+    EXPECT_NE(m.find(rule), std::string::npos) << url << ": " << m;
+    EXPECT_EQ(m.find(url), std::string::npos) << "the message repeats the URL: " << m;
+  }
+  parse_options loopback;  // what opendsrd's test mode allows
+  loopback.callback_destinations.allow_http = loopback.callback_destinations.allow_loopback = true;
+  b["status_callback_urls"] = json::array{"http://127.0.0.1:9/cb"};
+  EXPECT_TRUE(accepted(parse(b, loopback)));
+  b["status_callback_urls"] = json::array{"http://10.0.0.1/cb"};
+  EXPECT_FALSE(parse(b, loopback));
 }
 
 TEST(ParseRequest, GroupIdIsOneTo256CodePoints) {
