@@ -7,6 +7,7 @@
 #endif
 
 #include <opendsr/botan.hpp>
+#include <opendsr/clock.hpp>
 #include <opendsr/engine.hpp>
 
 #include <cstdio>
@@ -22,6 +23,11 @@ constexpr std::string_view usage_text =
     "  workspace list          list API keys and their workspaces (never secrets)\n"
     "  workspace remove KEY    remove an API key\n"
     "  show WORKSPACE ID       print the status object of a request\n"
+    "  callbacks dead [--workspace W [--request ID]]\n"
+    "                          list dead-lettered callbacks: request, status, URL, attempts, last error\n"
+    "  callbacks redrive [--workspace W [--request ID]] [--at RFC3339]\n"
+    "                          queue dead-lettered callbacks again (attempts reset), due now or at --at;\n"
+    "                          opendsrd sends them when it next runs\n"
     "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
     "  csr --key FILE --domain DOMAIN [--out FILE]\n"
     "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
@@ -39,6 +45,9 @@ struct config {
   std::string cert;
   std::string signature;
   std::string body;
+  std::string workspace;
+  std::string request;
+  std::string at;
 };
 
 int fail(const error& e) {
@@ -87,17 +96,55 @@ int workspace_command(const config& c, const std::vector<std::string>& args) {
   return usage_error("workspace add ID | workspace list | workspace remove KEY");
 }
 
+// The engine over a store, for reading and for operator actions (never serving).
+result<engine> open_engine(storage& store) {
+  engine_options options;
+  options.certificate_url = "https://localhost/opendsr_cert.pem";  // unused: nothing is served
+  return engine::open(store, options);
+}
+
 int show_command(const config& c, const std::vector<std::string>& args) {
   if (args.size() != 3) return usage_error("show WORKSPACE ID");
   auto store = open_existing_store(c);
   if (!store) return fail(store.error());
-  engine_options options;
-  options.certificate_url = "https://localhost/opendsr_cert.pem";  // unused by status reads
-  auto e = engine::open(**store, options);
+  auto e = open_engine(**store);
   if (!e) return fail(e.error());
   auto status = e->status(args[1], args[2]);
   if (!status) return fail(status.error());
   std::cout << status->body << "\n";
+  return 0;
+}
+
+int callbacks_command(const config& c, const std::vector<std::string>& args) {
+  if (args.size() != 2 || (args[1] != "dead" && args[1] != "redrive"))
+    return usage_error("callbacks dead | callbacks redrive");
+  if (!c.request.empty() && c.workspace.empty()) return usage_error("--request needs --workspace");
+  timestamp at = system_clock().now();
+  if (!c.at.empty()) {
+    auto t = parse_rfc3339(c.at);
+    if (!t) return usage_error("--at: " + t.error().message());
+    at = *t;
+  }
+  auto store = open_existing_store(c);
+  if (!store) return fail(store.error());
+  auto e = open_engine(**store);
+  if (!e) return fail(e.error());
+  const auto workspace = c.workspace.empty() ? std::nullopt : std::optional<std::string_view>(c.workspace);
+  const auto request = c.request.empty() ? std::nullopt : std::optional<std::string_view>(c.request);
+  if (args[1] == "redrive") {
+    auto n = e->redrive_callbacks(at, workspace, request);
+    if (!n) return fail(n.error());
+    std::cout << "requeued " << *n << " dead-lettered callback" << (*n == 1 ? "" : "s") << ", due " << format_rfc3339(at)
+              << "\n";
+    return 0;
+  }
+  auto dead = e->dead_callbacks(workspace, request);
+  if (!dead) return fail(dead.error());
+  // One line each, tab-separated, for people and for cut/awk.
+  std::cout << "workspace\trequest\tstatus\tattempts\tlast_attempt\turl\tlast_error\n";
+  for (const dead_callback& d : *dead)
+    std::cout << d.workspace << '\t' << d.subject_request_id << '\t' << d.request_status << '\t' << d.attempts << '\t'
+              << format_rfc3339(d.last_attempt) << '\t' << d.url << '\t' << d.last_error << "\n";
   return 0;
 }
 
@@ -156,6 +203,9 @@ int main(int argc, char** argv) {
   flags.add("cert", "FILE", "verify: the processor's certificate (PEM)", c.cert);
   flags.add("signature", "BASE64", "verify: the X-OpenDSR-Signature header value", c.signature);
   flags.add("body", "FILE", "verify: the exact body bytes that were signed", c.body);
+  flags.add("workspace", "ID", "callbacks: only this workspace's", c.workspace);
+  flags.add("request", "ID", "callbacks: only this request's (with --workspace)", c.request);
+  flags.add("at", "RFC3339", "callbacks redrive: when they fall due (an opendsrd in test mode runs on its own clock)", c.at, "now");
   auto args = flags.parse(argc, argv);
   if (flags.help_requested() || (args && args->empty())) {
     std::cout << usage_text << flags.usage();
@@ -166,6 +216,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "workspace") return workspace_command(c, *args);
     if (command == "show") return show_command(c, *args);
+    if (command == "callbacks") return callbacks_command(c, *args);
     if (command == "key" && args->size() == 1) return key_command(c);
     if (command == "csr" && args->size() == 1) return csr_command(c);
     if (command == "verify" && args->size() == 1) return verify_command(c);
