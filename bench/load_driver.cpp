@@ -237,7 +237,8 @@ daemon_child start_daemon(const std::string& path, const fs::path& dir, const st
     pin_to(0);
     std::string t = std::to_string(threads), data = dir.string();
     ::execl(path.c_str(), path.c_str(), "--data-dir", data.c_str(), "--listen", "127.0.0.1:0", "--signer", signer.c_str(), "--threads", t.c_str(),
-            "--no-access-log", "--calls-per-minute", "0", "--new-requests-per-day", "0", static_cast<char*>(nullptr));
+            "--no-access-log", "--calls-per-minute", "0", "--new-requests-per-day", "0", "--deliver-to", "loopback",
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(out[1]);
