@@ -2,6 +2,8 @@
 // fail is checked here and the queue is turned into the error's message at this edge.
 #include <opendsr/openssl_signer.hpp>
 
+#include "handles.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -17,39 +19,7 @@
 namespace opendsr::openssl {
 namespace {
 
-struct bio_free {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct pkey_free {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct x509_free {
-  void operator()(X509* c) const { X509_free(c); }
-};
-struct md_ctx_free {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using bio_ptr = std::unique_ptr<BIO, bio_free>;
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
-using x509_ptr = std::unique_ptr<X509, x509_free>;
-using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, md_ctx_free>;
-
-// Returns an error of `failure`: `context`, then the reasons on this thread's OpenSSL error queue
-// (which it empties). OpenSSL's reasons name the defect, never key material.
-error openssl_error(errc failure, std::string_view context) {
-  std::string message(context);
-  char reason[256];
-  for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
-    ERR_error_string_n(e, reason, sizeof reason);
-    message += message.size() == context.size() ? ": " : "; ";
-    message += reason;
-  }
-  return error(failure, std::move(message));
-}
-
-bio_ptr memory_bio(std::string_view pem) {
-  return bio_ptr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
+using namespace detail;
 
 // An encrypted key is refused rather than prompting on the terminal for its passphrase.
 int no_passphrase(char*, int, int, void*) { return -1; }
