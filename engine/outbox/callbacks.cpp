@@ -50,6 +50,31 @@ std::chrono::microseconds backoff(const callback_delivery_policy& p, std::string
   return std::chrono::microseconds(p.min_retry_delay.count() + static_cast<std::int64_t>(span == 0 ? 0 : r % (span + 1)));
 }
 
+// A chain head found through its due key, checked to be scheduled there.
+struct scheduled_entry {
+  keys::callback_due_parts due;  // views into the due key
+  std::string entry_key;
+  callback_entry entry;
+};
+
+result<scheduled_entry> load_scheduled(read_transaction& txn, std::string_view due_key) {
+  const auto parts = keys::parse_callback_due_key(due_key);
+  if (!parts) return corrupt("A stored callback due key is malformed.");
+  std::string entry_key = keys::callback_key(parts->at);
+  auto e = load_entry(txn, entry_key);
+  if (!e) return std::move(e).error();
+  if (!*e || (*e)->scheduled != parts->due) return corrupt("A callback due entry disagrees with its callback.");
+  return scheduled_entry{*parts, std::move(entry_key), std::move(**e)};
+}
+
+// Moves a chain head's due key to `due` and stores the entry (with what the caller changed).
+result<void> reschedule(write_transaction& txn, scheduled_entry& s, timestamp due) {
+  OPENDSR_TRY(txn.erase(keys::callback_due_key(s.due.due, s.due.at)));
+  s.entry.scheduled = due;
+  OPENDSR_TRY(txn.put(keys::callback_due_key(due, s.due.at), {}));
+  return txn.put(s.entry_key, encode_callback_entry(s.entry));
+}
+
 bool matches(std::string_view ref, std::optional<std::string_view> workspace, std::optional<std::string_view> id) {
   if (!workspace) return true;
   std::string want;
@@ -179,22 +204,15 @@ result<std::vector<claimed_callback>> claim_due_callbacks(write_transaction& txn
   std::vector<claimed_callback> claimed;
   claimed.reserve(due.size());
   for (const std::string& due_key : due) {
-    const auto parts = keys::parse_callback_due_key(due_key);
-    if (!parts) return corrupt("A stored callback due key is malformed.");
-    const std::string entry_key = keys::callback_key(parts->at);
-    auto e = load_entry(txn, entry_key);
-    if (!e) return std::move(e).error();
-    if (!*e || (*e)->scheduled != parts->due) return corrupt("A callback due entry disagrees with its callback.");
-    callback_entry& entry = **e;
-    OPENDSR_TRY(txn.erase(due_key));
-    entry.lease = lease;
-    entry.scheduled = lease_expiry;
-    OPENDSR_TRY(txn.put(keys::callback_due_key(lease_expiry, parts->at), {}));
-    OPENDSR_TRY(txn.put(entry_key, encode_callback_entry(entry)));
-    auto r = record_of(txn, parts->at.ref);
+    auto s = load_scheduled(txn, due_key);
+    if (!s) return std::move(s).error();
+    s->entry.lease = lease;
+    OPENDSR_TRY(reschedule(txn, *s, lease_expiry));
+    auto r = record_of(txn, s->due.at.ref);
     if (!r) return std::move(r).error();
+    callback_entry& entry = s->entry;
     claimed.push_back({std::move(r->workspace), std::move(r->subject_request_id), std::move(entry.url),
-                       std::move(entry.body), std::move(entry.signature), entry.attempts + 1, entry_key,
+                       std::move(entry.body), std::move(entry.signature), entry.attempts + 1, std::move(s->entry_key),
                        std::string(lease)});
   }
   return claimed;
@@ -246,17 +264,11 @@ result<std::size_t> release_callback_leases(write_transaction& txn, std::string_
   }));
   std::size_t released = 0;
   for (const std::string& due_key : future) {
-    const auto parts = keys::parse_callback_due_key(due_key);
-    if (!parts) return corrupt("A stored callback due key is malformed.");
-    const std::string entry_key = keys::callback_key(parts->at);
-    auto e = load_entry(txn, entry_key);
-    if (!e) return std::move(e).error();
-    if (!*e || (*e)->lease.empty() || owner_of((*e)->lease) != owner) continue;
-    OPENDSR_TRY(txn.erase(due_key));
-    (*e)->lease.clear();
-    (*e)->scheduled = now;
-    OPENDSR_TRY(txn.put(keys::callback_due_key(now, parts->at), {}));
-    OPENDSR_TRY(txn.put(entry_key, encode_callback_entry(**e)));
+    auto s = load_scheduled(txn, due_key);
+    if (!s) return std::move(s).error();
+    if (s->entry.lease.empty() || owner_of(s->entry.lease) != owner) continue;
+    s->entry.lease.clear();
+    OPENDSR_TRY(reschedule(txn, *s, now));
     ++released;
   }
   return released;
