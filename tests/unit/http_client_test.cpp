@@ -8,8 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -265,6 +269,33 @@ TEST(HttpClient, AClosedPortIsANetworkError) {
   EXPECT_TRUE(contains(r.error().message(), "refused")) << r.error().message();
 }
 
+TEST(HttpClient, AConnectionThatIsNotAcceptedTimesOutAfterConnectTimeout) {
+  // A listener whose accept queue is full: Linux drops further SYNs, so connecting hangs.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 2; ++i) {  // a backlog of 0 still queues one; fill it
+    fillers.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    ::connect(fillers.back(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  }
+  auto o = loopback_http();
+  o.connect_timeout = 200ms;
+  auto client = make_client(o);
+  ASSERT_TRUE(client);
+  auto r = exchange(*client, post("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/cb"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::network_error);
+  EXPECT_TRUE(contains(r.error().message(), "connecting to the destination timed out")) << r.error().message();
+  for (int fd : fillers) ::close(fd);
+  ::close(listener);
+}
+
 TEST(HttpClient, ManyConcurrentSendsAllComplete) {
   auto receiver = make_receiver();
   ASSERT_TRUE(receiver);
@@ -369,11 +400,12 @@ TEST(HttpClient, HonoursTheCapPerOrigin) {
   auto client = make_client(o);
   ASSERT_TRUE(client);
 
-  // When each held exchange ends, the receiver still has only the two held requests: the third
-  // cannot have been sent while they held both slots.
-  std::atomic<std::size_t> seen_at_first_end{0}, seen_at_second_end{0};
+  // When the first held exchange ends, the receiver still has only the two held requests: the
+  // third cannot have been sent while they held both slots. (When the second ends, the first's
+  // slot may already have gone to the third.)
+  std::atomic<std::size_t> seen_at_end_a{0}, seen_at_end_b{0};
   completions ends;
-  for (auto* seen : {&seen_at_first_end, &seen_at_second_end})
+  for (auto* seen : {&seen_at_end_a, &seen_at_end_b})
     client->send(post(held->url("/hold")), [&, seen, cb = ends.callback()](result<http_client_response> r) {
       seen->store(held->requests().size());
       cb(std::move(r));
@@ -392,8 +424,8 @@ TEST(HttpClient, HonoursTheCapPerOrigin) {
     ASSERT_FALSE(r);
     EXPECT_TRUE(contains(r.error().message(), "timed out")) << r.error().message();
   }
-  EXPECT_EQ(seen_at_first_end.load(), 2u);
-  EXPECT_EQ(seen_at_second_end.load(), 2u);
+  EXPECT_EQ(std::min(seen_at_end_a.load(), seen_at_end_b.load()), 2u);
+  EXPECT_LE(std::max(seen_at_end_a.load(), seen_at_end_b.load()), 3u);
   ASSERT_TRUE(third.wait_for(1));  // sent once a slot freed, or timed out in the queue
 }
 
