@@ -1,0 +1,605 @@
+// Callback delivery: callbacks delivered per second to a loopback receiver, signing included,
+// beside the signing floor measured in the same run (design/performance.md asks delivered/s >=
+// 0.8 x the signing rate: each callback body is signed once, retries resend the stored bytes).
+//
+// A round: a fresh store (memory, or LMDB durable in a fresh directory) and engine, a manual
+// clock at the requests' receipt, `per_round` erasure requests each with one callback URL
+// (http://127.0.0.1:PORT/cb), which queues one callback each (status pending) due at the next
+// flush. The clock moves to the flush; the round's time runs from poll() until on_recorded has
+// counted every callback delivered. The real pieces do the work: callback_dispatcher, the Asio
+// http_client (policy allow_http + allow_loopback, one I/O thread, 8 connections to the origin)
+// and the OpenSSL signer with an RSA-2048 key generated at start. The far end is lean_receiver
+// below: a single-threaded epoll HTTP/1.1 server answering every request 202 with keep-alive,
+// part of the measurement environment, not of opendsr.
+//
+// The floor, right after each round (so both sample the same machine weather): the same signer
+// signing, on one thread, exactly the bodies the dispatcher signed in that round (a signer
+// wrapper keeps a copy of each, ~0.1 us of a ~300 us signature).
+//
+// Counters
+// - items_per_second: callbacks delivered per second (wall clock of the round).
+// - sign/s: the floor, signatures per second (wall clock).
+// - vs_sign: median over the rounds of (delivered/s in the round) / (sign/s right after it).
+// - cpu_us/cb: CPU of the whole process (getrusage RUSAGE_SELF, user + sys) over the round, per
+//   callback: the dispatcher, engine, store (fsync waits are not CPU), http client, signing,
+//   and the receiver thread too, nothing subtracted.
+// - recv_us/cb: the receiver thread's own CPU per callback (its thread CPU clock), included above.
+// - sign_us: the floor's process CPU per signature.
+// - vs_sign_cpu: median over the rounds of sign_us / (cpu_us/cb - recv_us/cb): deliveries per
+//   CPU second of the sending side over signatures per CPU second (1 = delivery costs nothing
+//   beyond its signature).
+// - txn/cb: write transactions begun per callback (claims and records; each is an fsync on
+//   LMDB durable).
+// - cb/record: outcomes per record_callbacks call (how many responses a record groups).
+//
+// Pinning: by default the main thread (and so the floor, the first poll() and the client's I/O
+// thread it creates) runs on CPU 0 and the receiver on CPU 1, so that delivery and its floor each
+// get one core; OPENDSR_BENCH_PIN=0 turns it off. The LMDB store lives in $OPENDSR_BENCH_DIR,
+// else the system's temporary directory (not a tmpfs, or durable measures no fsync).
+//
+// Run: build/<dir>/bench/callback_bench [--benchmark_filter=memory]
+#include <opendsr/asio_http_client.hpp>
+#include <opendsr/callback_dispatcher.hpp>
+#include <opendsr/clock.hpp>
+#include <opendsr/engine.hpp>
+#include <opendsr/lmdb_storage.hpp>
+#include <opendsr/memory_storage.hpp>
+#include <opendsr/openssl_signer.hpp>
+#include <opendsr/storage_wrapper.hpp>
+
+#include "../tests/support/request_bodies.hpp"
+
+#include <benchmark/benchmark.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace opendsr {
+namespace {
+
+namespace fs = std::filesystem;
+using bench_clock = std::chrono::steady_clock;
+
+constexpr const char* domain = "opendsr.example.com";
+const timestamp received = parse_rfc3339("2021-11-29T18:16:24.556805Z").value();
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "callback_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+template <class T>
+T must(result<T> r, const char* what) {
+  if (!r) die(std::string(what) + ": " + r.error().message());
+  return std::move(r).value();
+}
+
+bool pinning() {
+  const char* pin = std::getenv("OPENDSR_BENCH_PIN");
+  return !(pin && std::string(pin) == "0") && std::thread::hardware_concurrency() >= 2;
+}
+
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity: " + std::string(std::strerror(errno)));
+}
+
+// User + system CPU of the whole process, in seconds.
+double process_cpu() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
+// ---- The signing identity: an RSA-2048 key and a self-signed certificate, made with OpenSSL ----
+
+struct identity_pem {
+  std::string key, certificate;
+};
+
+identity_pem generate_identity() {
+  EVP_PKEY* key = EVP_RSA_gen(2048);
+  if (!key) die("EVP_RSA_gen failed");
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 365L * 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(domain), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
+  const std::string san = std::string("DNS:") + domain;
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, san.c_str());
+  if (!ext || X509_add_ext(x, ext, -1) != 1) die("adding the subjectAltName failed");
+  X509_EXTENSION_free(ext);
+  if (X509_sign(x, key, EVP_sha256()) == 0) die("X509_sign failed");
+  auto pem = [](auto write) {
+    BIO* b = BIO_new(BIO_s_mem());
+    if (write(b) != 1) die("PEM encoding failed");
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(b, &data);
+    std::string out(data, static_cast<std::size_t>(n));
+    BIO_free(b);
+    return out;
+  };
+  identity_pem id;
+  id.key = pem([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+  id.certificate = pem([&](BIO* b) { return PEM_write_bio_X509(b, x); });
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return id;
+}
+
+// Keeps a copy of every body it signs, for the floor.
+class recording_signer final : public signer_wrapper {
+ public:
+  using signer_wrapper::signer_wrapper;
+
+  result<std::string> sign(std::string_view bytes) const override {
+    {
+      std::lock_guard lock(mutex_);
+      signed_.emplace_back(bytes);
+    }
+    return signer_wrapper::sign(bytes);
+  }
+
+  std::vector<std::string> take() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(signed_, {});
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::vector<std::string> signed_;
+};
+
+// ---- The far end: a lean HTTP/1.1 receiver ----
+
+// One thread, epoll, 127.0.0.1:0. Answers every whole request (header, then Content-Length bytes
+// of body) with "202 Accepted", empty body, keeping the connection open. Counts the requests and
+// knows its thread's CPU time. Chunked requests are not supported (the client sends
+// Content-Length).
+class lean_receiver {
+ public:
+  explicit lean_receiver(int cpu) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (listener_ < 0) die("socket: " + std::string(std::strerror(errno)));
+    int one = 1;
+    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("bind: " + std::string(std::strerror(errno)));
+    if (::listen(listener_, 1024) != 0) die("listen: " + std::string(std::strerror(errno)));
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    wake_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    add(listener_, EPOLLIN);
+    add(wake_, EPOLLIN);
+    thread_ = std::thread([this, cpu] {
+      if (cpu >= 0) pin_to(cpu);
+      run();
+    });
+    clockid_t id;
+    if (pthread_getcpuclockid(thread_.native_handle(), &id) != 0) die("pthread_getcpuclockid failed");
+    cpu_clock_ = id;
+  }
+
+  ~lean_receiver() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+    thread_.join();
+    for (auto& [fd, c] : connections_) ::close(fd);
+    ::close(epoll_);
+    ::close(wake_);
+    ::close(listener_);
+  }
+  lean_receiver(const lean_receiver&) = delete;
+  lean_receiver& operator=(const lean_receiver&) = delete;
+
+  std::uint16_t port() const noexcept { return port_; }
+  std::uint64_t requests() const noexcept { return requests_.load(); }
+
+  // The receiver thread's CPU time so far, in seconds.
+  double cpu() const {
+    timespec t{};
+    clock_gettime(cpu_clock_, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+  }
+
+ private:
+  struct connection {
+    std::string in;
+    std::size_t consumed = 0;
+    std::string out;
+  };
+
+  static constexpr std::string_view response = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+
+  void add(int fd, std::uint32_t events) {
+    epoll_event e{};
+    e.events = events;
+    e.data.fd = fd;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &e) != 0) die("epoll_ctl: " + std::string(std::strerror(errno)));
+  }
+
+  void close_connection(int fd) {
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+    ::close(fd);
+    connections_.erase(fd);
+  }
+
+  void run() {
+    epoll_event events[64];
+    char buf[16384];
+    for (;;) {
+      const int n = ::epoll_wait(epoll_, events, 64, -1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) die("epoll_wait: " + std::string(std::strerror(errno)));
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == wake_) return;
+        if (fd == listener_) {
+          for (;;) {
+            const int c = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (c < 0) break;
+            int one = 1;
+            ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            connections_[c];
+            add(c, EPOLLIN | EPOLLRDHUP);
+          }
+          continue;
+        }
+        auto it = connections_.find(fd);
+        if (it == connections_.end()) continue;
+        connection& c = it->second;
+        bool closed = (events[i].events & (EPOLLERR | EPOLLHUP)) != 0;
+        for (;;) {
+          const ssize_t got = ::read(fd, buf, sizeof buf);
+          if (got > 0) {
+            c.in.append(buf, static_cast<std::size_t>(got));
+            continue;
+          }
+          if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) closed = true;
+          if (got < 0 && errno == EINTR) continue;
+          break;
+        }
+        answer_whole_requests(c);
+        if (!c.out.empty()) {
+          const ssize_t put = ::write(fd, c.out.data(), c.out.size());
+          // 202s are tiny and the socket buffer empty: a short write means the peer is gone.
+          if (put != static_cast<ssize_t>(c.out.size())) closed = true;
+          c.out.clear();
+        }
+        if (closed) close_connection(fd);
+      }
+    }
+  }
+
+  void answer_whole_requests(connection& c) {
+    for (;;) {
+      const std::string_view in = std::string_view(c.in).substr(c.consumed);
+      const std::size_t end = in.find("\r\n\r\n");
+      if (end == std::string_view::npos) break;
+      const std::size_t length = content_length(in.substr(0, end + 2));
+      if (in.size() < end + 4 + length) break;
+      c.consumed += end + 4 + length;
+      c.out += response;
+      requests_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (c.consumed == c.in.size()) {
+      c.in.clear();
+      c.consumed = 0;
+    }
+  }
+
+  // The Content-Length of a header block ("...\r\n" lines), 0 if absent.
+  static std::size_t content_length(std::string_view header) {
+    constexpr std::string_view name = "content-length:";
+    for (std::size_t at = header.find("\r\n"); at != std::string_view::npos; at = header.find("\r\n", at + 2)) {
+      const std::string_view line = header.substr(at + 2, header.find("\r\n", at + 2) - (at + 2));
+      if (line.size() < name.size()) continue;
+      bool match = true;
+      for (std::size_t i = 0; i < name.size() && match; ++i)
+        match = static_cast<char>(std::tolower(static_cast<unsigned char>(line[i]))) == name[i];
+      if (!match) continue;
+      std::size_t v = 0;
+      for (char ch : line.substr(name.size()))
+        if (ch >= '0' && ch <= '9') v = v * 10 + static_cast<std::size_t>(ch - '0');
+      return v;
+    }
+    return 0;
+  }
+
+  int listener_ = -1, wake_ = -1, epoll_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  clockid_t cpu_clock_{};
+  std::atomic<std::uint64_t> requests_{0};
+  std::unordered_map<int, connection> connections_;  // the receiver thread's only
+};
+
+// ---- The store under test ----
+
+enum class store_kind { memory, lmdb_durable };
+
+// A fresh, empty directory for one store; removed with the object.
+class scratch_dir {
+ public:
+  scratch_dir() {
+    static int serial = 0;
+    const char* root = std::getenv("OPENDSR_BENCH_DIR");
+    path_ = (root ? fs::path(root) : fs::temp_directory_path()) /
+            ("opendsr-callback-bench-" + std::to_string(::getpid()) + "-" + std::to_string(serial++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~scratch_dir() { fs::remove_all(path_); }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  const fs::path& path() const noexcept { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// Counts the write transactions begun (claims and records, in a round).
+class counting_storage final : public storage_wrapper {
+ public:
+  using storage_wrapper::storage_wrapper;
+  std::atomic<std::size_t> writes{0};
+  result<std::unique_ptr<write_transaction>> begin_write() override {
+    writes.fetch_add(1, std::memory_order_relaxed);
+    return storage_wrapper::begin_write();
+  }
+};
+
+struct store_under_test {
+  explicit store_under_test(store_kind kind) {
+    if (kind == store_kind::memory) {
+      store = std::make_unique<memory_storage>();
+    } else {
+      dir.emplace();
+      lmdb_options o;
+      o.path = dir->path();
+      o.sync = sync_mode::durable;
+      store = must(lmdb_storage::open(o), "opening the LMDB store");
+    }
+    counted = std::make_unique<counting_storage>(*store);
+  }
+  std::optional<scratch_dir> dir;
+  std::unique_ptr<storage> store;
+  std::unique_ptr<counting_storage> counted;
+};
+
+// ---- The benchmark ----
+
+// What lives for a whole benchmark run (all its rounds).
+struct environment {
+  environment() {
+    const bool pin = pinning();
+    receiver = std::make_unique<lean_receiver>(pin ? 1 : -1);
+    const identity_pem id = generate_identity();
+    openssl_signer = must(openssl::make_signer({id.key, id.certificate, domain, "https://opendsr.example.com/opendsr_cert.pem"}),
+                          "making the OpenSSL signer");
+    signer = std::make_unique<recording_signer>(*openssl_signer);
+    asio_http_client_options o;
+    o.policy.allow_http = true;
+    o.policy.allow_loopback = true;
+    client = must(make_asio_http_client(o), "making the http client");  // its thread inherits CPU 0
+    url = "http://127.0.0.1:" + std::to_string(receiver->port()) + "/cb";
+  }
+  std::unique_ptr<lean_receiver> receiver;
+  std::unique_ptr<opendsr::signer> openssl_signer;
+  std::unique_ptr<recording_signer> signer;
+  std::unique_ptr<http_client> client;
+  std::string url;
+};
+
+environment& env() {
+  static environment e;
+  return e;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+void BM_callbacks(benchmark::State& state, store_kind kind, std::size_t max_in_flight, std::size_t claim_batch,
+                  std::size_t per_round) {
+  environment& x = env();
+  engine_options options;
+  options.certificate_url = "https://opendsr.example.com/opendsr_cert.pem";
+  options.request.callback_destinations.allow_http = true;
+  options.request.callback_destinations.allow_loopback = true;
+
+  std::uint64_t next_id = 0;
+  double delivered_total = 0, delivery_seconds = 0, signed_total = 0, sign_seconds = 0;
+  double cpu_total = 0, recv_cpu_total = 0, sign_cpu_total = 0, writes_total = 0, records_total = 0;
+  std::vector<double> vs_sign, vs_sign_cpu;
+
+  for (auto _ : state) {
+    // Setup, outside the round's time: a fresh store and engine holding per_round requests.
+    store_under_test s(kind);
+    engine e = must(engine::open(*s.counted, options), "opening the engine");
+    manual_clock clock(received);
+    {
+      std::vector<std::string> bodies;
+      for (std::size_t i = 0; i < per_round; ++i)
+        bodies.push_back(testing::make_body({.id = testing::uuid_v4(next_id++),
+                                             .identities = {{"email", "subject" + std::to_string(next_id) + "@example.com"}},
+                                             .callback_urls = {x.url}}));
+      constexpr std::size_t batch = 250;
+      for (std::size_t at = 0; at < bodies.size(); at += batch) {
+        std::vector<submission> group;
+        for (std::size_t i = at; i < std::min(at + batch, bodies.size()); ++i) group.push_back({"3622", bodies[i], received});
+        for (auto& r : e.submit_batch(group))
+          if (!r) die("submit: " + r.error().message());
+      }
+    }
+    clock.advance(options.timing.callback_flush_interval);  // past the flush the callbacks wait for
+
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t delivered = 0, failed = 0, records = 0;
+    callback_dispatcher_options d;
+    d.max_in_flight = max_in_flight;
+    d.claim_batch = claim_batch;
+    d.on_recorded = [&](const result<callback_record_report>& r) {
+      std::lock_guard lock(mutex);
+      ++records;
+      if (!r) {
+        failed = per_round;  // nothing more will come this round
+      } else {
+        delivered += r->delivered;
+        failed += r->retried + r->dead_lettered + r->stale;
+      }
+      done.notify_all();
+    };
+    auto dispatcher = must(callback_dispatcher::start(e, *x.client, *x.signer, clock, std::move(d)), "starting the dispatcher");
+    x.signer->take();
+    const std::uint64_t received_before = x.receiver->requests();
+    const std::size_t writes_before = s.counted->writes.load();
+
+    // The round.
+    const double cpu0 = process_cpu(), recv0 = x.receiver->cpu();
+    const auto start = bench_clock::now();
+    dispatcher->poll();
+    {
+      std::unique_lock lock(mutex);
+      done.wait(lock, [&] { return delivered + failed >= per_round; });
+    }
+    const double seconds = std::chrono::duration<double>(bench_clock::now() - start).count();
+    const double cpu = process_cpu() - cpu0, recv_cpu = x.receiver->cpu() - recv0;
+    state.SetIterationTime(seconds);
+    dispatcher->stop();
+    dispatcher.reset();
+    if (failed > 0) {
+      state.SkipWithError("a callback was not delivered");
+      return;
+    }
+    if (x.receiver->requests() - received_before != per_round) die("the receiver did not see one request per callback");
+    const std::size_t writes = s.counted->writes.load() - writes_before;
+
+    // The floor, right after: the same signer signing the same bodies on this thread.
+    const std::vector<std::string> bodies = x.signer->take();
+    if (bodies.size() != per_round) die("the dispatcher did not sign each callback once");
+    const double sign_cpu0 = process_cpu();
+    const auto sign_start = bench_clock::now();
+    for (const std::string& b : bodies) benchmark::DoNotOptimize(must(x.openssl_signer->sign(b), "signing"));
+    const double floor_seconds = std::chrono::duration<double>(bench_clock::now() - sign_start).count();
+    const double sign_cpu = process_cpu() - sign_cpu0;
+
+    const double n = static_cast<double>(per_round);
+    delivered_total += n;
+    delivery_seconds += seconds;
+    signed_total += n;
+    sign_seconds += floor_seconds;
+    cpu_total += cpu;
+    recv_cpu_total += recv_cpu;
+    sign_cpu_total += sign_cpu;
+    writes_total += static_cast<double>(writes);
+    records_total += static_cast<double>(records);
+    vs_sign.push_back(floor_seconds / seconds);
+    vs_sign_cpu.push_back((sign_cpu / n) / ((cpu - recv_cpu) / n));
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(delivered_total));
+  state.counters["sign/s"] = signed_total / sign_seconds;
+  state.counters["vs_sign"] = median(vs_sign);
+  state.counters["cpu_us/cb"] = 1e6 * cpu_total / delivered_total;
+  state.counters["recv_us/cb"] = 1e6 * recv_cpu_total / delivered_total;
+  state.counters["sign_us"] = 1e6 * sign_cpu_total / signed_total;
+  state.counters["vs_sign_cpu"] = median(vs_sign_cpu);
+  state.counters["txn/cb"] = writes_total / delivered_total;
+  state.counters["cb/record"] = delivered_total / records_total;
+}
+
+void warn_if_tmpfs() {
+  const char* root = std::getenv("OPENDSR_BENCH_DIR");
+  const fs::path dir = root ? fs::path(root) : fs::temp_directory_path();
+  constexpr long tmpfs_magic = 0x01021994;
+  struct statfs info {};
+  if (statfs(dir.c_str(), &info) == 0 && info.f_type == tmpfs_magic)
+    std::fprintf(stderr, "callback_bench: WARNING: %s is a tmpfs; the durable figures measure no fsync. "
+                         "Set OPENDSR_BENCH_DIR to a directory on a disk.\n", dir.c_str());
+}
+
+void register_all() {
+  struct config {
+    const char* store;
+    store_kind kind;
+    std::size_t max_in_flight, claim_batch;
+  };
+  using enum store_kind;
+  constexpr std::size_t per_round = 2000, rounds = 7;
+  for (const config& c : {config{"memory", memory, 16, 64}, config{"memory", memory, 256, 64},
+                          config{"memory", memory, 256, 256}, config{"lmdb_durable", lmdb_durable, 16, 64},
+                          config{"lmdb_durable", lmdb_durable, 256, 64}, config{"lmdb_durable", lmdb_durable, 256, 256}}) {
+    const std::string name = std::string("BM_callbacks/") + c.store + "/in_flight:" + std::to_string(c.max_in_flight) +
+                             "/claim:" + std::to_string(c.claim_batch);
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [c](benchmark::State& state) {
+                                   BM_callbacks(state, c.kind, c.max_in_flight, c.claim_batch, per_round);
+                                 })
+        ->UseManualTime()
+        ->Iterations(static_cast<benchmark::IterationCount>(rounds))
+        ->Unit(benchmark::kMillisecond);
+  }
+}
+
+}  // namespace
+}  // namespace opendsr
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // Before any thread starts: the floor, the first poll() and the client's I/O thread run on
+  // CPU 0; the receiver pins itself to CPU 1.
+  if (opendsr::pinning()) opendsr::pin_to(0);
+  opendsr::warn_if_tmpfs();
+  opendsr::register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}
