@@ -2,155 +2,34 @@
 // port in a temporary data directory, driven over real HTTP. Signatures are checked with an
 // independent implementation (the openssl command) against the certificate the daemon serves.
 // The daemon's path comes from the environment (OPENDSRD, OPENDSR), set by tests/api/meson.build.
-#include "http_wire.hpp"
+#include "daemon_process.hpp"
 
 #include "common/base64.hpp"
 #include "../support/request_bodies.hpp"
 
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 
 namespace opendsr {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using testing::daemon_client;
+using testing::daemon_process;
+using testing::env_path;
 using testing::make_body;
+using testing::make_temp_dir;
+using testing::remove_temp_dir;
+using testing::run;
 using testing::uuid_v4;
+using testing::value_after;
+using testing::workspace;
+using testing::write_file;
 using wire::format_request;
-
-std::string env_path(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
-fs::path make_temp_dir() {
-  std::string pattern = (fs::temp_directory_path() / "opendsr-api-XXXXXX").string();
-  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp");
-  return pattern;
-}
-
-// Runs a shell command; returns its exit status and standard output.
-std::pair<int, std::string> run(const std::string& command) {
-  std::unique_ptr<FILE, int (*)(FILE*)> p(::popen(command.c_str(), "r"), ::pclose);
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p.get())) > 0) out.append(buf, n);
-  int status = ::pclose(p.release());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-void write_file(const fs::path& p, std::string_view bytes) {
-  std::ofstream(p, std::ios::binary) << bytes;
-}
-
-// The value after "label" on the line that starts with it (after spaces).
-std::string value_after(const std::string& text, std::string_view label) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    auto at = line.find(label);
-    if (at == std::string::npos || line.find_first_not_of(' ') != at) continue;
-    std::string v = line.substr(at + label.size());
-    v.erase(0, v.find_first_not_of(' '));
-    return v;
-  }
-  return {};
-}
-
-// An opendsrd child process. Its stdout is read until the "listening" line; stderr goes to a log.
-class daemon_process {
- public:
-  daemon_process(const fs::path& data_dir, std::vector<std::string> flags) : log_(data_dir.string() + ".log") {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    std::vector<std::string> args = {env_path("OPENDSRD"), "--data-dir", data_dir.string()};
-    args.insert(args.end(), flags.begin(), flags.end());
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      int err = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(err, STDERR_FILENO);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = out[0];
-  }
-  ~daemon_process() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    ::close(out_);
-  }
-
-  // Reads stdout until the listening line (a bounded readiness poll); returns the port, or 0 if
-  // the process ended or 30 s passed.
-  std::uint16_t wait_ready() {
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    const std::string marker = "://127.0.0.1:";  // after "listening on http" or "https"
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (auto at = stdout_.find(marker); at != std::string::npos && stdout_.find('\n', at) != std::string::npos)
-        return static_cast<std::uint16_t>(std::stoi(stdout_.substr(at + marker.size())));
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, 100) < 0) return 0;
-      if (p.revents == 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(out_, buf, sizeof buf);
-      if (n <= 0) return 0;
-      stdout_.append(buf, static_cast<std::size_t>(n));
-    }
-    return 0;
-  }
-
-  // Sends `signal` and waits (up to 30 s) for the exit; returns the exit status, -1 otherwise.
-  int stop(int signal = SIGTERM) {
-    ::kill(pid_, signal);
-    for (int i = 0; i < 3000; ++i) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      ::poll(nullptr, 0, 10);  // a bounded wait for a child process, not for simulated time
-    }
-    return -1;
-  }
-
-  const std::string& stdout_text() const { return stdout_; }
-  std::string log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-
- private:
-  fs::path log_;
-  pid_t pid_ = -1;
-  int out_ = -1;
-  bool exited_ = false;
-  std::string stdout_;
-};
-
-struct workspace {
-  std::string id, api_key, secret;
-  std::string authorization() const { return "Authorization: Basic " + detail::base64_encode(api_key + ":" + secret); }
-};
 
 const char* const test_start = "2026-01-05T10:00:00Z";  // a Monday
 
@@ -159,12 +38,8 @@ class Daemon : public ::testing::Test {
   static void SetUpTestSuite() {
     ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
     dir_ = make_temp_dir();
-    for (const char* id : {"3622", "4308", "limited"}) {
-      auto [status, out] = run(env_path("OPENDSR") + " workspace add " + id + " --data-dir " + (dir_ / "data").string());
-      ASSERT_EQ(status, 0) << out;
-      workspaces_[id] = {id, value_after(out, "api key:"), value_after(out, "secret:")};
-      ASSERT_FALSE(workspaces_[id].secret.empty()) << out;
-    }
+    for (const char* id : {"3622", "4308", "limited"})
+      ASSERT_NO_FATAL_FAILURE(testing::add_workspace(dir_ / "data", id, workspaces_[id]));
     daemon_ = std::make_unique<daemon_process>(
         dir_ / "data", std::vector<std::string>{"--test-mode", "--listen", "127.0.0.1:0", "--no-demo", "--test-start", test_start,
                                                 "--read-timeout-ms", "500", "--threads", "2"});
@@ -172,20 +47,7 @@ class Daemon : public ::testing::Test {
     ASSERT_NE(port_, 0) << daemon_->stdout_text() << daemon_->log();
 
     // The public key of the certificate the daemon serves, named by discovery.
-    auto discovery = get("/v3/discovery", {});
-    ASSERT_EQ(discovery.status, 200);
-    const std::string url_marker = "\"processor_certificate\":\"";
-    auto at = discovery.body.find(url_marker);
-    ASSERT_NE(at, std::string::npos) << discovery.body;
-    std::string url = discovery.body.substr(at + url_marker.size());
-    url = url.substr(0, url.find('"'));
-    std::string path = url.substr(url.find('/', url.find("://") + 3));
-    auto certificate = get(path, {});
-    ASSERT_EQ(certificate.status, 200);
-    ASSERT_NE(certificate.body.find("BEGIN CERTIFICATE"), std::string::npos);
-    write_file(dir_ / "cert.pem", certificate.body);
-    auto [status, out] = run("openssl x509 -in " + (dir_ / "cert.pem").string() + " -pubkey -noout > " + (dir_ / "pub.pem").string());
-    ASSERT_EQ(status, 0) << out;
+    ASSERT_NO_FATAL_FAILURE(testing::save_served_certificate(daemon_client(port_), dir_));
   }
 
   static void TearDownTestSuite() {
@@ -193,31 +55,16 @@ class Daemon : public ::testing::Test {
       EXPECT_EQ(daemon_->stop(SIGTERM), 0) << daemon_->log();
     }
     daemon_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-    fs::remove(dir_.string() + ".log", ec);
-    fs::remove((dir_ / "data").string() + ".log", ec);
+    remove_temp_dir(dir_);
   }
 
-  static wire::response exchange(std::string_view bytes) {
-    wire::connection c(port_);
-    EXPECT_TRUE(c.send(bytes));
-    auto r = c.read();
-    EXPECT_TRUE(r) << "no response to: " << bytes.substr(0, 200);
-    return r ? *r : wire::response{};
-  }
-  static wire::response get(std::string_view target, const workspace* w) {
-    return exchange(format_request("GET", target, w ? std::vector<std::string>{w->authorization()} : std::vector<std::string>{}));
-  }
+  static wire::response exchange(std::string_view bytes) { return daemon_client(port_).exchange(bytes); }
+  static wire::response get(std::string_view target, const workspace* w) { return daemon_client(port_).get(target, w); }
   static wire::response post(const std::string& body, const workspace& w, std::string content_type = "application/json") {
-    return exchange(format_request("POST", "/v3/requests", {w.authorization(), "Content-Type: " + content_type}, body));
+    return daemon_client(port_).post(body, w, std::move(content_type));
   }
-  static wire::response cancel(const std::string& id, const workspace& w) {
-    return exchange(format_request("DELETE", "/v3/requests/" + id, {w.authorization()}));
-  }
-  static wire::response move_clock(const std::string& json) {
-    return exchange(format_request("POST", "/admin/clock", {"Content-Type: application/json"}, json));
-  }
+  static wire::response cancel(const std::string& id, const workspace& w) { return daemon_client(port_).cancel(id, w); }
+  static wire::response move_clock(const std::string& json) { return daemon_client(port_).move_clock(json); }
 
   // A fresh request id and a fresh e-mail identity, so tests never conflict with each other.
   static std::string body(std::string id, std::string type = "erasure", std::optional<std::string> group = {}) {
@@ -235,17 +82,12 @@ class Daemon : public ::testing::Test {
     EXPECT_EQ(signature->size(), 344u);
     auto raw = detail::base64_decode(*signature);
     ASSERT_TRUE(raw);
-    write_file(dir_ / "sig.bin", *raw);
-    write_file(dir_ / "body.bin", r.body);
-    const std::string verify = "openssl dgst -sha256 -verify " + (dir_ / "pub.pem").string() + " -signature " +
-                               (dir_ / "sig.bin").string() + " " + (dir_ / "body.bin").string() + " 2>&1";
-    auto [ok, out] = run(verify);
+    auto [ok, out] = testing::openssl_verify(dir_ / "pub.pem", r.body, *raw, dir_);
     EXPECT_EQ(ok, 0) << out;
     EXPECT_NE(out.find("Verified OK"), std::string::npos) << out;
     std::string flipped = r.body;
     flipped[flipped.size() / 2] ^= 0x01;
-    write_file(dir_ / "body.bin", flipped);
-    auto [bad, bad_out] = run(verify);
+    auto [bad, bad_out] = testing::openssl_verify(dir_ / "pub.pem", flipped, *raw, dir_);
     EXPECT_NE(bad, 0) << bad_out;
   }
 
@@ -556,9 +398,7 @@ TEST(DaemonProcess, FirstRunPrintsCredentialsAndACurlLineThatWorksAndSigtermKeep
     EXPECT_NE(answer.find("Subject request already exists."), std::string::npos) << answer;
     EXPECT_EQ(d.stop(SIGINT), 0);
   }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::remove((dir / "data").string() + ".log", ec);
+  remove_temp_dir(dir);
 }
 
 TEST(DaemonProcess, ServesHttpsWithTlsCertAndKey) {
@@ -578,9 +418,7 @@ TEST(DaemonProcess, ServesHttpsWithTlsCertAndKey) {
             std::string::npos)
       << out;
   EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::remove((dir / "data").string() + ".log", ec);
+  remove_temp_dir(dir);
 }
 
 TEST(DaemonProcess, TestModeIsRefusedOffLoopback) {
@@ -589,9 +427,7 @@ TEST(DaemonProcess, TestModeIsRefusedOffLoopback) {
   EXPECT_EQ(d.wait_ready(), 0);
   EXPECT_EQ(d.stop(SIGTERM), 1);
   EXPECT_NE(d.log().find("loopback"), std::string::npos) << d.log();
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  fs::remove((dir / "data").string() + ".log", ec);
+  remove_temp_dir(dir);
 }
 
 }  // namespace
