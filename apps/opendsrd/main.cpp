@@ -424,6 +424,7 @@ int run(config c) {
   auto dispatcher = callback_dispatcher::start(*engine, **client, **signer, now_clock, dispatch_options);
   if (!dispatcher) return fail("callback dispatcher", dispatcher.error());
   timer.set_dispatcher(dispatcher->get());
+  meter.set_callbacks_in_flight([d = dispatcher->get()] { return d->in_flight(); });
   clock_moved = [d = dispatcher->get()] { d->poll(); };
 
   if (!c.test_mode) {

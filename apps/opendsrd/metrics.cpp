@@ -130,9 +130,13 @@ std::string metrics::render(std::size_t open_connections, const std::optional<ca
     out += "# HELP opendsr_callbacks_dead Dead-lettered callbacks in the store.\n# TYPE opendsr_callbacks_dead gauge\n";
     out += "opendsr_callbacks_dead " + std::to_string(queue->dead) + "\n";
     const auto age = queue->oldest_due && *queue->oldest_due < now ? now - *queue->oldest_due : std::chrono::microseconds(0);
-    out += "# HELP opendsr_callback_oldest_due_age_seconds How long the earliest due (or claimed) callback has been due.\n";
+    out += "# HELP opendsr_callback_oldest_due_age_seconds How long the earliest callback that is due and not being sent has waited.\n";
     out += "# TYPE opendsr_callback_oldest_due_age_seconds gauge\n";
     out += "opendsr_callback_oldest_due_age_seconds " + std::to_string(std::chrono::duration<double>(age).count()) + "\n";
+  }
+  if (callbacks_in_flight_) {
+    out += "# HELP opendsr_callbacks_in_flight Callbacks claimed and being sent now.\n# TYPE opendsr_callbacks_in_flight gauge\n";
+    out += "opendsr_callbacks_in_flight " + std::to_string(callbacks_in_flight_()) + "\n";
   }
   return out;
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -50,6 +51,9 @@ class metrics {
   // Outcomes recorded: how many were dead-lettered, and whether the recording failed.
   void record_callback_outcomes(std::size_t dead_lettered, bool ok);
 
+  // Where the callbacks being sent now are counted (the dispatcher). Set once, before serving.
+  void set_callbacks_in_flight(std::function<std::size_t()> count) { callbacks_in_flight_ = std::move(count); }
+
   // `queue` is the callback queue now (nullopt if it could not be read), `now` the engine's time.
   std::string render(std::size_t open_connections, const std::optional<callback_queue_stats>& queue, timestamp now) const;
 
@@ -67,6 +71,7 @@ class metrics {
   std::atomic<std::uint64_t> callbacks_delivered_{0}, callback_failures_{0}, callbacks_dead_lettered_{0},
       callback_record_failures_{0};
   latency_histogram callback_latency_;
+  std::function<std::size_t()> callbacks_in_flight_;
 };
 
 // The route label of a request target: requests, request, discovery, certificate, metrics,
