@@ -11,6 +11,8 @@
 #include <opendsr/clock.hpp>
 #include <opendsr/http_server.hpp>
 
+#include <boost/json.hpp>
+
 #include <pthread.h>
 #include <signal.h>
 
@@ -25,7 +27,7 @@ namespace opendsr::app {
 namespace {
 
 constexpr std::string_view command_usage =
-    "Usage: opendsr verify-callback --domain D (--cert FILE | --cert-url URL) [flags] MODE\n\n"
+    "Usage: opendsr verify-callback --domain D (--cert FILE | --cert-url URL | --discovery-url URL) [flags] MODE\n\n"
     "Checks OpenDSR status callbacks as a controller does: the processor's certificate chains to a\n"
     "trust anchor, is valid now and names every --domain; a callback's X-OpenDSR-Processor-Domain is\n"
     "one of them, and its X-OpenDSR-Signature (RSASSA-PKCS1-v1_5 SHA-256, base64) verifies over the\n"
@@ -42,6 +44,8 @@ struct config {
   std::string domains;
   std::string cert;
   std::string cert_url;
+  std::string discovery_url;
+  bool allow_local = false;
   std::string ca_file;
   bool no_system_trust = false;
   std::string listen;
@@ -83,27 +87,46 @@ std::vector<std::string> split_domains(std::string_view list) {
   return out;
 }
 
-// The processor's certificate chain PEM: read from --cert, or fetched from --cert-url with the
-// asio http_client (https to a public address only, the same trust anchors, no redirect).
+// GETs `url` with `client` and returns the body of its 200 answer.
+result<std::string> fetch(http_client& client, const std::string& url, std::string accept) {
+  http_client_request request;
+  request.method = "GET";
+  request.url = url;
+  request.headers.set("Accept", std::move(accept));
+  std::promise<result<http_client_response>> answered;
+  auto response_future = answered.get_future();
+  client.send(std::move(request), [&answered](result<http_client_response> r) { answered.set_value(std::move(r)); });
+  auto response = response_future.get();
+  if (!response) return error(response.error().code(), url + ": " + response.error().message());
+  if (response->status != 200)
+    return error(errc::network_error, url + ": answered HTTP " + std::to_string(response->status) + ", not 200");
+  return std::move(response->body);
+}
+
+// The processor's certificate chain PEM: read from --cert, or fetched with the asio http_client
+// (https to a public address only unless --allow-local, the same trust anchors, no redirect) from
+// --cert-url, or from the processor_certificate URL that the processor's discovery names.
 result<std::string> load_certificate(const config& c) {
-  if (c.cert_url.empty()) return read_file(c.cert);
+  if (c.cert_url.empty() && c.discovery_url.empty()) return read_file(c.cert);
   asio_http_client_options options;
   options.use_system_trust = !c.no_system_trust;
   options.ca_file = c.ca_file;
+  options.policy.allow_http = options.policy.allow_loopback = c.allow_local;
   auto client = make_asio_http_client(options);
   if (!client) return std::move(client).error();
-  http_client_request request;
-  request.method = "GET";
-  request.url = c.cert_url;
-  request.headers.set("Accept", "application/x-pem-file, */*");
-  std::promise<result<http_client_response>> answered;
-  auto response_future = answered.get_future();
-  (*client)->send(std::move(request), [&answered](result<http_client_response> r) { answered.set_value(std::move(r)); });
-  auto response = response_future.get();
-  if (!response) return error(response.error().code(), c.cert_url + ": " + response.error().message());
-  if (response->status != 200)
-    return error(errc::network_error, c.cert_url + ": answered HTTP " + std::to_string(response->status) + ", not 200");
-  return std::move(response->body);
+  std::string cert_url = c.cert_url;
+  if (!c.discovery_url.empty()) {
+    auto discovery = fetch(**client, c.discovery_url, "application/json");
+    if (!discovery) return std::move(discovery).error();
+    boost::system::error_code ec;
+    const boost::json::value v = boost::json::parse(*discovery, ec);
+    const auto* o = ec ? nullptr : v.if_object();
+    const auto* named = o ? o->if_contains("processor_certificate") : nullptr;
+    if (!named || !named->is_string())
+      return error(errc::invalid_argument, c.discovery_url + ": not an OpenDSR discovery body (no processor_certificate URL)");
+    cert_url = std::string(named->get_string());
+  }
+  return fetch(**client, cert_url, "application/x-pem-file, */*");
 }
 
 int check_one(const callback_verifier& verifier, const config& c) {
@@ -176,6 +199,10 @@ int verify_callback_main(int argc, char** argv) {
   flags.add("cert", "FILE", "The processor's certificate chain (PEM, leaf first), as its processor_certificate URL serves it",
             c.cert);
   flags.add("cert-url", "URL", "Fetch the certificate chain from this https URL instead of --cert", c.cert_url);
+  flags.add("discovery-url", "URL", "Fetch the certificate chain from the processor_certificate URL this discovery (GET /v3/discovery) names",
+            c.discovery_url);
+  flags.add_switch("allow-local", "Let --cert-url and --discovery-url use http and loopback addresses (a processor on this machine)",
+                   c.allow_local);
   flags.add("ca-file", "FILE", "Also trust the CA certificates in this PEM file (e.g. a test CA, or a self-signed test certificate)",
             c.ca_file);
   flags.add_switch("no-system-trust", "Do not trust the system's CA store (then --ca-file is needed)", c.no_system_trust);
@@ -199,7 +226,8 @@ int verify_callback_main(int argc, char** argv) {
     if (c.signature.empty() == c.signature_file.empty()) return usage_error("--body needs one of --signature and --signature-file");
     if (c.processor_domain.empty()) return usage_error("--body needs --processor-domain");
   }
-  if (c.cert.empty() == c.cert_url.empty()) return usage_error("give one of --cert FILE and --cert-url URL");
+  if (!c.cert.empty() + !c.cert_url.empty() + !c.discovery_url.empty() != 1)
+    return usage_error("give one of --cert FILE, --cert-url URL and --discovery-url URL");
   callback_verifier_options options;
   options.allowed_domains = split_domains(c.domains);
   if (options.allowed_domains.empty()) return usage_error("--domain is required");

@@ -474,6 +474,25 @@ TEST_F(Callbacks, EveryCallbackVerifiesAsPkcs1WithTheServedCertificateAndNotAsPs
   auto got = receiver->requests();
   ASSERT_EQ(got.size(), 7u);
   for (const auto& c : got) expect_verifies(c, true);
+
+  // As a controller checks them: opendsr verify-callback, the certificate fetched through the
+  // URL the processor's discovery names (here, the test daemon's self-signed one, trusted alone).
+  const std::string discovery = "http://127.0.0.1:" + std::to_string(d.api().port()) + "/v3/discovery";
+  const std::string tool = testing::env_path("OPENDSR") + " verify-callback --domain localhost --discovery-url " +
+                           discovery + " --allow-local --ca-file " + (dir_ / "cert.pem").string() + " --no-system-trust";
+  testing::write_file(dir_ / "body.json", got[0].body);
+  testing::write_file(dir_ / "sig.txt", header(got[0], "X-OpenDSR-Signature"));
+  const std::string one = " --processor-domain " + header(got[0], "X-OpenDSR-Processor-Domain") + " --signature-file " +
+                          (dir_ / "sig.txt").string() + " --body " + (dir_ / "body.json").string() + " 2>&1";
+  auto [accepted, accepted_out] = run(tool + one);
+  EXPECT_EQ(accepted, 0) << accepted_out;
+  EXPECT_EQ(accepted_out, "202 Accepted\n");
+  std::string altered = got[0].body;
+  altered[altered.size() / 2] ^= 0x01;
+  testing::write_file(dir_ / "body.json", altered);
+  auto [refused, refused_out] = run(tool + one);
+  EXPECT_EQ(refused, 1) << refused_out;
+  EXPECT_TRUE(refused_out.starts_with("401 ")) << refused_out;
 }
 
 // A test CA and leaves for the receivers, made with the openssl command (EC P-256: quick).
