@@ -2,8 +2,11 @@
 // driving an http_client. See <opendsr/callback_dispatcher.hpp>.
 #include <opendsr/callback_dispatcher.hpp>
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace opendsr {
@@ -20,36 +23,30 @@ std::string describe(const result<http_client_response>& r) {
 class dispatcher final : public callback_dispatcher {
  public:
   dispatcher(engine& e, http_client& client, const signer& s, const clock& c, callback_dispatcher_options o)
-      : engine_(e), client_(client), signer_(s), clock_(c), options_(std::move(o)) {}
+      : engine_(e), client_(client), signer_(s), clock_(c), options_(std::move(o)), worker_([this] { run(); }) {}
 
   ~dispatcher() override { stop(); }
 
   void poll() override {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      if (pumping_) {
-        poll_again_ = true;  // the pumping thread runs another round
-        return;
-      }
-      pumping_ = true;
-    }
-    for (;;) {
-      pump();
-      std::lock_guard lock(mutex_);
-      if (!poll_again_ || stopping_) {
-        pumping_ = false;
-        idle_.notify_all();
-        return;
-      }
-      poll_again_ = false;
-    }
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    ++polls_requested_;
+    wake_.notify_one();
+  }
+
+  void wait_idle() override {
+    std::unique_lock lock(mutex_);
+    const std::uint64_t polls = polls_requested_;
+    idle_.wait(lock, [&] { return exited_ || (!busy_ && pending_.empty() && polls_served_ >= polls); });
   }
 
   void stop() override {
-    std::unique_lock lock(mutex_);
-    stopping_ = true;
-    idle_.wait(lock, [this] { return !pumping_ && in_flight_ == 0 && !recording_; });
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      wake_.notify_one();
+    }
+    std::call_once(joined_, [this] { worker_.join(); });
   }
 
   std::size_t in_flight() const override {
@@ -58,14 +55,51 @@ class dispatcher final : public callback_dispatcher {
   }
 
  private:
-  // Claims and sends batches until nothing is due or every slot is taken.
-  void pump() {
+  // The worker: records what arrived, in one transaction, then claims and sends, until stopped
+  // with nothing in flight.
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return !pending_.empty() || polls_served_ < polls_requested_ || (stopping_ && in_flight_ == 0); });
+      if (pending_.empty() && polls_served_ >= polls_requested_ && stopping_ && in_flight_ == 0) break;
+      busy_ = true;
+      std::vector<callback_outcome> group;
+      group.swap(pending_);
+      const std::uint64_t polls = polls_requested_;
+      const bool asked = polls_served_ < polls;
+      lock.unlock();
+      if (!group.empty()) record(group);
+      pump(asked);
+      lock.lock();
+      polls_served_ = polls;
+      busy_ = false;
+      idle_.notify_all();
+    }
+    exited_ = true;
+    idle_.notify_all();
+  }
+
+  void record(const std::vector<callback_outcome>& group) {
+    auto report = engine_.record_callbacks(group, clock_.now());
+    {
+      std::lock_guard lock(mutex_);
+      in_flight_ -= group.size();
+    }
+    if (options_.on_recorded) options_.on_recorded(report);
+  }
+
+  // Claims and sends batches until nothing is due or the slots are taken. Unless asked (a poll),
+  // it waits for enough free slots to fill a batch, so that a durable store commits claims in
+  // batches too rather than one per answer.
+  void pump(bool asked) {
+    const std::size_t batch_room = std::min(options_.claim_batch, std::max<std::size_t>(1, options_.max_in_flight / 2));
     for (;;) {
       std::size_t room;
       {
         std::lock_guard lock(mutex_);
         if (stopping_ || in_flight_ >= options_.max_in_flight) return;
         room = std::min(options_.max_in_flight - in_flight_, options_.claim_batch);
+        if (!asked && in_flight_ > 0 && room < batch_room) return;
       }
       auto claimed = engine_.claim_callbacks(clock_.now(), room, options_.owner);
       if (!claimed) {
@@ -105,6 +139,7 @@ class dispatcher final : public callback_dispatcher {
     });
   }
 
+  // On the client's thread: hands the outcome to the worker.
   void complete(const claimed_callback& c, std::string signature, std::chrono::steady_clock::time_point started,
                 result<http_client_response> r) {
     const bool delivered = r && r->status >= 200 && r->status < 300;
@@ -112,41 +147,9 @@ class dispatcher final : public callback_dispatcher {
     if (options_.on_attempt)
       options_.on_attempt({c.workspace, c.url, c.attempt, delivered, outcome.error,
                            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)});
-    {
-      std::lock_guard lock(mutex_);
-      pending_.push_back(std::move(outcome));
-      if (recording_) return;  // the recording thread takes it with its next group
-      recording_ = true;
-    }
-    record_pending();
-  }
-
-  // Records every pending outcome, in groups, until none is left; then fills the freed slots.
-  void record_pending() {
-    for (;;) {
-      std::vector<callback_outcome> group;
-      {
-        std::lock_guard lock(mutex_);
-        if (pending_.empty()) {
-          recording_ = false;
-          break;
-        }
-        group.swap(pending_);
-      }
-      auto report = engine_.record_callbacks(group, clock_.now());
-      {
-        std::lock_guard lock(mutex_);
-        in_flight_ -= group.size();
-      }
-      if (options_.on_recorded) options_.on_recorded(report);
-    }
-    bool stopping;
-    {
-      std::lock_guard lock(mutex_);
-      stopping = stopping_;
-      idle_.notify_all();
-    }
-    if (!stopping) poll();  // slots are free, and the next callbacks of delivered chains may be due
+    std::lock_guard lock(mutex_);
+    pending_.push_back(std::move(outcome));
+    wake_.notify_one();
   }
 
   engine& engine_;
@@ -156,13 +159,17 @@ class dispatcher final : public callback_dispatcher {
   const callback_dispatcher_options options_;
 
   mutable std::mutex mutex_;
-  std::condition_variable idle_;
+  std::condition_variable wake_;  // the worker: outcomes, polls, stop
+  std::condition_variable idle_;  // wait_idle()
   bool stopping_ = false;
-  bool pumping_ = false;
-  bool poll_again_ = false;
-  bool recording_ = false;
+  bool busy_ = false;
+  bool exited_ = false;
+  std::uint64_t polls_requested_ = 0;
+  std::uint64_t polls_served_ = 0;
   std::size_t in_flight_ = 0;
   std::vector<callback_outcome> pending_;
+  std::once_flag joined_;
+  std::thread worker_;  // last: it starts once everything above is built
 };
 
 }  // namespace

@@ -2,13 +2,15 @@
 // a signer, and records every outcome back into the engine (<opendsr/callback_delivery.hpp>
 // tells the life of a callback).
 //
-// One poll() claims what is due at clock.now() (bounded batches, each one write transaction with
-// a lease), signs each body that has no signature yet, and starts the sends; it returns without
-// waiting for them. As responses arrive, their outcomes are recorded in groups (one write
-// transaction for all that arrived together), the freed slots are filled by polling again, and
-// on_recorded tells the host to re-arm its timer at engine::next_due(). A crash at any point
-// loses nothing: what was claimed and not recorded is sent again when its lease expires, or at
-// once when the same owner starts again (start() releases its leases).
+// The dispatcher's own worker thread does all of its storage work and signing; the client's
+// threads only hand it outcomes. poll() asks the worker to claim what is due at clock.now()
+// (bounded batches, each one write transaction with a lease), sign each body that has no
+// signature yet and start the sends; it returns at once. As responses arrive, the worker records
+// their outcomes in groups (one write transaction for all that arrived meanwhile: group commit,
+// which a durable store needs), refills the freed slots once enough are free (claims are
+// batched too), and on_recorded tells the host to re-arm its timer at engine::next_due(). A crash
+// at any point loses nothing: what was claimed and not recorded is sent again when its lease
+// expires, or at once when the same owner starts again (start() releases its leases).
 //
 // Each callback is a POST of the stored body with Content-Type: application/json,
 // X-OpenDSR-Processor-Domain and X-OpenDSR-Signature (the signer's PKCS#1 v1.5 SHA-256 over the
@@ -52,13 +54,14 @@ struct callback_dispatcher_options {
   std::size_t max_in_flight = 256;
   // Callbacks claimed per write transaction. REQUIRES: >= 1. Default: 64.
   std::size_t claim_batch = 64;
-  // Called after each attempt completes, on the client's thread. Default: none.
+  // Called after each attempt completes, on the client's thread (keep it short). Default: none.
   std::function<void(const callback_attempt&)> on_attempt = {};
   // Called after outcomes were recorded (or recording failed: the callbacks are then sent again
-  // when their leases expire), on the client's thread: re-arm the host's timer at
+  // when their leases expire), on the dispatcher's thread: re-arm the host's timer at
   // engine::next_due(). Default: none.
   std::function<void(const result<callback_record_report>&)> on_recorded = {};
-  // Called when a claim fails (a storage error); the host retries at its next timer. Default: none.
+  // Called when a claim fails (a storage error), on the dispatcher's thread; the host retries at
+  // its next timer. Default: none.
   std::function<void(const error&)> on_claim_error = {};
 };
 
@@ -73,8 +76,13 @@ class callback_dispatcher {
   callback_dispatcher(const callback_dispatcher&) = delete;
   callback_dispatcher& operator=(const callback_dispatcher&) = delete;
 
-  // Claims and starts sending what is due now, up to max_in_flight in flight; returns at once.
+  // Asks for what is due now to be claimed and sent, up to max_in_flight in flight; returns at once.
   virtual void poll() = 0;
+
+  // Returns once the dispatcher has nothing to do but wait for answers: every outcome that has
+  // arrived is recorded, and every poll() made before the call has claimed and started its sends.
+  // For hosts and tests that need a deterministic point (a manual clock moves only after it).
+  virtual void wait_idle() = 0;
 
   // Stops claiming, then waits until every send in flight has completed and been recorded.
   virtual void stop() = 0;

@@ -22,7 +22,7 @@ using testing::make_body;
 using testing::uuid_v4;
 
 // Holds every exchange until the test answers it; answers run the completion on the test's
-// thread, never inside send().
+// thread, never inside send(), then wait until the dispatcher has recorded it (after_answer).
 class scripted_client final : public http_client {
  public:
   struct exchange {
@@ -51,8 +51,11 @@ class scripted_client final : public http_client {
       waiting_.pop_front();
     }
     x.done(std::move(r));
+    if (after_answer) after_answer();
     return x.request;
   }
+
+  std::function<void()> after_answer;
   http_client_request answer(int status) { return answer(http_client_response{status, {}, {}}); }
 
   // Answers every waiting exchange with `status`; returns their requests in order.
@@ -114,15 +117,22 @@ class DispatcherTest : public ::testing::Test {
   // A started dispatcher that, when the test ends (passed or not), fails whatever is still open
   // so that stopping it does not wait for answers that will never come.
   struct running {
+    running(DispatcherTest* t, std::unique_ptr<callback_dispatcher> started) : test(t), d(std::move(started)) {}
+    running(running&&) = default;
+    ~running() { reset(); }
     DispatcherTest* test;
     std::unique_ptr<callback_dispatcher> d;
-    ~running() { reset(); }
     void reset() {
       while (d && test->client_.waiting() > 0) test->client_.answer(error(errc::network_error, "test over"));
+      test->client_.after_answer = nullptr;
       d.reset();
     }
     callback_dispatcher* operator->() const { return d.get(); }
-    callback_dispatcher& operator*() const { return *d; }
+    // Polls and waits until the dispatcher has claimed and sent what was due.
+    void poll() const {
+      d->poll();
+      d->wait_idle();
+    }
   };
 
   running start(callback_dispatcher_options o = {}) {
@@ -134,7 +144,9 @@ class DispatcherTest : public ::testing::Test {
       totals_.dead_lettered += r->dead_lettered;
       totals_.stale += r->stale;
     };
-    return {this, callback_dispatcher::start(*engine_, client_, signer_, clock_, std::move(o)).value()};
+    running r{this, callback_dispatcher::start(*engine_, client_, signer_, clock_, std::move(o)).value()};
+    client_.after_answer = [d = r.d.get()] { d->wait_idle(); };
+    return r;
   }
 
   void submit(std::uint64_t n, std::vector<std::string> urls, std::string type = "erasure") {
@@ -145,7 +157,7 @@ class DispatcherTest : public ::testing::Test {
   }
 
   // Moves the clock to the next due time (if it is later) and polls.
-  void poll_when_due(callback_dispatcher& d) {
+  void poll_when_due(const running& d) {
     const auto due = engine_->next_due().value();
     ASSERT_TRUE(due);
     clock_.set(std::max(clock_.now(), *due));
@@ -169,10 +181,10 @@ class DispatcherTest : public ::testing::Test {
 TEST_F(DispatcherTest, NothingIsSentBeforeTheFlushAndEachUrlGetsItsOwnSignedBody) {
   submit(1, {"https://a.example/cb", "https://b.example/cb?x=1"});
   auto d = start();
-  d->poll();
+  d.poll();
   EXPECT_EQ(client_.waiting(), 0u);  // due at the next 15-minute flush
   clock_.set(first_flush);
-  d->poll();
+  d.poll();
   ASSERT_EQ(client_.waiting(), 2u);
   const auto sent = client_.answer_all(202);
   for (std::size_t i = 0; i < 2; ++i) {
@@ -194,7 +206,7 @@ TEST_F(DispatcherTest, RetriesResendIdenticalBytesAndDoNotHoldBackAnotherUrl) {
   submit(1, {"https://failing.example/cb", "https://fine.example/cb"});
   auto d = start();
   clock_.set(first_flush);
-  d->poll();
+  d.poll();
   ASSERT_EQ(client_.waiting(), 2u);
   const auto first = client_.answer(500);
   EXPECT_EQ(client_.answer(202).url, "https://fine.example/cb");  // unaffected by the other's failure
@@ -202,7 +214,7 @@ TEST_F(DispatcherTest, RetriesResendIdenticalBytesAndDoNotHoldBackAnotherUrl) {
   // A cancellation queues a callback for both URLs at this same flush: the fine one goes, the
   // failing one waits behind its pending callback, whose retry is not due yet.
   ASSERT_TRUE(engine_->cancel(ws, uuid_v4(1), clock_.now()));
-  d->poll();
+  d.poll();
   std::vector<http_client_request> attempts{first};
   const auto now_sent = client_.answer_all(202);
   ASSERT_EQ(now_sent.size(), 1u);
@@ -213,7 +225,7 @@ TEST_F(DispatcherTest, RetriesResendIdenticalBytesAndDoNotHoldBackAnotherUrl) {
     const auto due = engine_->next_due().value();
     ASSERT_TRUE(due);
     clock_.set(std::max(clock_.now(), *due));
-    d->poll();
+    d.poll();
     ASSERT_EQ(client_.waiting(), 1u);
     attempts.push_back(client_.answer(answer));
   }
@@ -238,7 +250,7 @@ TEST_F(DispatcherTest, RedirectsTimeoutsAndErrorsAreFailedAttemptsAndTheRequestS
   submit(1, {"https://a.example/cb"}, "access");
   auto d = start();
   clock_.set(first_flush);
-  d->poll();
+  d.poll();
   client_.answer(http_client_response{302, {}, {}});
   auto dead = engine_->dead_callbacks();
   EXPECT_TRUE(dead->empty());
@@ -250,7 +262,7 @@ TEST_F(DispatcherTest, RedirectsTimeoutsAndErrorsAreFailedAttemptsAndTheRequestS
   ASSERT_EQ(q.size(), 3u);
   EXPECT_EQ(q[0].entry.last_error, "HTTP 302 (redirects are not followed)");
   EXPECT_EQ(q[0].entry.attempts, 1u);
-  poll_when_due(*d);
+  poll_when_due(d);
   client_.answer(error(errc::network_error, "timed out after 10000 ms"));
   // It first fell due eleven days ago, past max_age (72 h): that failure was its last.
   const auto dead_now = engine_->dead_callbacks().value();
@@ -272,7 +284,7 @@ TEST_F(DispatcherTest, TheLastFailureDeadLettersAndReleasesTheNextThenRedriveDel
     const auto due = engine_->next_due().value();
     ASSERT_TRUE(due);
     clock_.set(std::max(clock_.now(), *due));
-    d->poll();
+    d.poll();
     ASSERT_EQ(client_.waiting(), 1u) << attempt;
     EXPECT_EQ(status_in(client_.answer(503)), "pending");
   }
@@ -289,13 +301,13 @@ TEST_F(DispatcherTest, TheLastFailureDeadLettersAndReleasesTheNextThenRedriveDel
   // The in_progress callback was waiting behind it, and goes now.
   clock_.set(at("2021-11-30T00:00:00Z"));
   ASSERT_TRUE(engine_->tick(clock_.now()));
-  d->poll();
+  d.poll();
   ASSERT_EQ(client_.waiting(), 1u);
   EXPECT_EQ(status_in(client_.answer(202)), "in_progress");
   // Redriven, the dead one is delivered.
   EXPECT_EQ(engine_->redrive_callbacks(clock_.now(), std::string_view(ws)).value(), 1u);
   EXPECT_TRUE(engine_->dead_callbacks()->empty());
-  d->poll();
+  d.poll();
   ASSERT_EQ(client_.waiting(), 1u);
   EXPECT_EQ(status_in(client_.answer(202)), "pending");
   EXPECT_EQ(engine_->callback_queue()->queued, 0u);
@@ -308,11 +320,11 @@ TEST_F(DispatcherTest, ARestartedOwnerSendsWhatWasInFlightAtOnceAndALateOutcomeI
   auto claimed = engine_->claim_callbacks(clock_.now(), 10, "node-1").value();  // then "crashed"
   ASSERT_EQ(claimed.size(), 1u);
   auto d = start({.owner = "node-2"});
-  d->poll();
+  d.poll();
   EXPECT_EQ(client_.waiting(), 0u);  // another owner's lease holds until it expires
   d.reset();
   auto again = start({.owner = "node-1"});  // node-1 restarts: its leases are released
-  again->poll();
+  again.poll();
   ASSERT_EQ(client_.waiting(), 1u);
   client_.answer(202);
   callback_outcome late{claimed[0].entry_key, claimed[0].lease, true, "x", {}};
@@ -329,16 +341,19 @@ TEST_F(DispatcherTest, ALeaseThatExpiresIsClaimedAgain) {
   EXPECT_EQ(engine_->claim_callbacks(clock_.now() + 60s, 10, "node-2")->size(), 1u);
 }
 
-TEST_F(DispatcherTest, ManyInFlightAtOnceUpToTheLimitAndStopWaitsForThem) {
+TEST_F(DispatcherTest, ManyInFlightAtOnceUpToTheLimitRefilledInBatchesAndStopWaitsForThem) {
   for (std::uint64_t n = 1; n <= 40; ++n) submit(n, {"https://a.example/cb/" + std::to_string(n)});
   auto d = start({.max_in_flight = 16, .claim_batch = 5});
   clock_.set(first_flush);
-  d->poll();
+  d.poll();
   EXPECT_EQ(client_.waiting(), 16u);
   EXPECT_EQ(d->in_flight(), 16u);
-  client_.answer(202);  // a freed slot is filled at once
+  // Freed slots are refilled once a claim batch's worth is free: one claim transaction for five.
+  for (int i = 0; i < 4; ++i) client_.answer(202);
+  EXPECT_EQ(client_.waiting(), 12u);
+  client_.answer(202);
   EXPECT_EQ(client_.waiting(), 16u);
-  std::size_t answered = 1;
+  std::size_t answered = 5;
   while (client_.waiting() > 0) client_.answer(202), ++answered;
   EXPECT_EQ(answered, 40u);
   EXPECT_EQ(totals_.delivered, 40u);
@@ -351,7 +366,7 @@ TEST_F(DispatcherTest, StopWaitsForAnExchangeInFlight) {
   submit(1, {"https://a.example/cb"});
   auto d = start();
   clock_.set(first_flush);
-  d->poll();
+  d.poll();
   ASSERT_EQ(client_.waiting(), 1u);
   std::atomic<bool> stopped{false};
   std::thread stopper([&] {
