@@ -39,6 +39,8 @@
 // OPENDSR_BENCH_KEEP_AWAKE=1 keeps the CPUs from idling with SCHED_IDLE spinners (cpu_keeper).
 //
 // Run: build/<dir>/bench/callback_bench [--benchmark_filter=memory]
+#include "scratch_dir.hpp"
+
 #include <opendsr/asio_http_client.hpp>
 #include <opendsr/callback_dispatcher.hpp>
 #include <opendsr/clock.hpp>
@@ -91,6 +93,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using bench_clock = std::chrono::steady_clock;
+using bench::scratch_dir;
 
 constexpr const char* domain = "opendsr.example.com";
 const timestamp received = parse_rfc3339("2021-11-29T18:16:24.556805Z").value();
@@ -365,25 +368,6 @@ class lean_receiver {
 
 enum class store_kind { memory, lmdb_durable };
 
-// A fresh, empty directory for one store; removed with the object.
-class scratch_dir {
- public:
-  scratch_dir() {
-    static int serial = 0;
-    const char* root = std::getenv("OPENDSR_BENCH_DIR");
-    path_ = (root ? fs::path(root) : fs::temp_directory_path()) /
-            ("opendsr-callback-bench-" + std::to_string(::getpid()) + "-" + std::to_string(serial++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~scratch_dir() { fs::remove_all(path_); }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Counts the write transactions begun (claims and records, in a round).
 class counting_storage final : public storage_wrapper {
@@ -401,7 +385,7 @@ struct store_under_test {
     if (kind == store_kind::memory) {
       store = std::make_unique<memory_storage>();
     } else {
-      dir.emplace();
+      dir.emplace("callback");
       lmdb_options o;
       o.path = dir->path();
       o.sync = sync_mode::durable;

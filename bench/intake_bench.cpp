@@ -30,6 +30,8 @@
 // the submitters). While it runs, SCHED_IDLE spinners keep the CPUs from idling (cpu_keeper). The stores live in $OPENDSR_BENCH_DIR, else the system's temporary
 // directory; it must not be a tmpfs, or the durable figures measure no fsync at all (the run
 // warns if it is).
+#include "scratch_dir.hpp"
+
 #include <opendsr/engine.hpp>
 #include <opendsr/group_commit.hpp>
 #include <opendsr/lmdb_storage.hpp>
@@ -66,6 +68,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using bench_clock = std::chrono::steady_clock;
+using bench::scratch_dir;
 
 const timestamp received = parse_rfc3339("2021-11-29T18:16:24.556805Z").value();
 
@@ -84,25 +87,6 @@ void check_lmdb(int rc, const char* what) {
   if (rc != 0) die(std::string(what) + ": " + mdb_strerror(rc));
 }
 
-// A fresh, empty directory for one store; removed with the object.
-class scratch_dir {
- public:
-  scratch_dir() {
-    static int serial = 0;
-    const char* root = std::getenv("OPENDSR_BENCH_DIR");
-    path_ = (root ? fs::path(root) : fs::temp_directory_path()) /
-            ("opendsr-intake-bench-" + std::to_string(::getpid()) + "-" + std::to_string(serial++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~scratch_dir() { fs::remove_all(path_); }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Every put of every committed write transaction, in order: the shape of the engine's writes.
 struct put_log {
@@ -197,7 +181,7 @@ class bare_lmdb {
   }
 
  private:
-  scratch_dir dir_;
+  scratch_dir dir_{"intake-floor"};
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
 };
@@ -216,7 +200,7 @@ struct store_under_test {
     o.sync = kind == store_kind::lmdb_durable ? sync_mode::durable : sync_mode::no_sync;
     store = must(lmdb_storage::open(o), "opening the LMDB store");
   }
-  scratch_dir dir;
+  scratch_dir dir{"intake"};
   std::unique_ptr<storage> store;
 };
 
