@@ -145,7 +145,11 @@ class ticker {
     if (!*next) return;  // nothing scheduled; a created request re-arms
     const timestamp now = clock_.now();
     // Wake at least hourly, so a wall clock that jumps cannot delay work by more than that.
-    const timestamp at = std::min(**next, now + std::chrono::microseconds(1h));
+    timestamp at = std::min(**next, now + std::chrono::microseconds(1h));
+    // What is still due right after a run is callbacks waiting for a free delivery slot: the
+    // dispatcher claims them itself as slots free up. Look again a second after the last run, no
+    // sooner, so that a full dispatcher never turns this timer into a busy loop.
+    if (last_run_ && at < *last_run_ + std::chrono::microseconds(1s)) at = *last_run_ + std::chrono::microseconds(1s);
     if (armed_for_ && *armed_for_ <= at) return;
     armed_for_ = at;
     timer_.expires_after(std::max(at - now, std::chrono::microseconds(0)));
@@ -163,11 +167,15 @@ class ticker {
 
  private:
   void fire() {
-    auto report = engine_.tick(clock_.now());
+    last_run_ = clock_.now();
+    auto report = engine_.tick(*last_run_);
     metrics_.record_tick(report ? report->transitions : 0, report.has_value());
     if (!report) return retry(report.error());
     if (report->transitions > 0) log_event("info", "tick", {{"transitions", std::to_string(report->transitions)}});
-    if (dispatcher_) dispatcher_->poll();
+    if (dispatcher_) {
+      dispatcher_->poll();
+      dispatcher_->wait_idle();  // claimed what it has room for: the due time arm() reads is past them
+    }
     arm();
   }
 
@@ -188,6 +196,7 @@ class ticker {
   const clock& clock_;
   metrics& metrics_;
   std::optional<timestamp> armed_for_;
+  std::optional<timestamp> last_run_;  // when fire() last ran
   std::atomic<bool> rearm_pending_{false};
   callback_dispatcher* dispatcher_ = nullptr;
 };
