@@ -61,6 +61,11 @@ class checker {
         else add("malformed timer key");
         return;
       case keys::table::workspace: return;  // the workspace directory's: no request invariant
+      case keys::table::subject_profile:    // the subject-data store's: no request invariant
+      case keys::table::subject_identity:
+      case keys::table::subject_event:
+      case keys::table::subject_config:
+      case keys::table::subject_key: return;
       case keys::table::callback:
         if (auto at = keys::parse_callback_key(key))
           s.callbacks.emplace(std::tuple(std::string(at->ref), at->url_index, at->history_index), v);

@@ -39,6 +39,13 @@ enum class table : char {
   // Not the engine's own: the protocol layer's workspace directory (engine/api/workspaces.cpp)
   // shares the store, and its table is reserved here so no engine table ever takes its byte.
   workspace = 'w',     // w api_key                           -> the workspace's id and secret hash
+  // Not the engine's own either: the subject-data store (engine/subject/, docs/subject-data.md)
+  // may share the store, and its tables are reserved here for the same reason.
+  subject_profile = 'p',   // p ws mpid(8)                    -> the profile (attributes, identities)
+  subject_identity = 'i',  // i ws type(1) norm_value mpid(8) -> "" (the identity index)
+  subject_event = 'e',     // e ws mpid(8) seq(8)             -> one event (JSON)
+  subject_config = 's',    // s ws                            -> the workspace's identity configuration
+  subject_key = 'h',       // h                               -> the erasure receipts' hash key
 };
 
 // The version of the key schema and value formats, stored under schema_key(). engine::open
