@@ -2,6 +2,7 @@
 // signature check. Run `opendsr --help`; docs/daemon.md has examples.
 #include "common/data_dir.hpp"
 #include "common/flags.hpp"
+#include "import.hpp"
 #if OPENDSR_HAVE_OPENSSL
 #include "verify_callback.hpp"
 #endif
@@ -28,6 +29,9 @@ constexpr std::string_view usage_text =
     "  callbacks redrive [--workspace W [--request ID]] [--at RFC3339]\n"
     "                          queue dead-lettered callbacks again (attempts reset), due now or at --at;\n"
     "                          opendsrd sends them when it next runs\n"
+    "  import --workspace W [FILE.jsonl | -]\n"
+    "                          load profiles and events from JSON Lines (standard input when FILE is -\n"
+    "                          or absent); bad lines are reported by number; docs/import.md\n"
     "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
     "  csr --key FILE --domain DOMAIN [--out FILE]\n"
     "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
@@ -48,6 +52,7 @@ struct config {
   std::string workspace;
   std::string request;
   std::string at;
+  std::uint64_t batch = 1000;
 };
 
 int fail(const error& e) {
@@ -203,9 +208,10 @@ int main(int argc, char** argv) {
   flags.add("cert", "FILE", "verify: the processor's certificate (PEM)", c.cert);
   flags.add("signature", "BASE64", "verify: the X-OpenDSR-Signature header value", c.signature);
   flags.add("body", "FILE", "verify: the exact body bytes that were signed", c.body);
-  flags.add("workspace", "ID", "callbacks: only this workspace's", c.workspace);
+  flags.add("workspace", "ID", "callbacks: only this workspace's; import: the workspace to load into", c.workspace);
   flags.add("request", "ID", "callbacks: only this request's (with --workspace)", c.request);
   flags.add("at", "RFC3339", "callbacks redrive: when they fall due (an opendsrd in test mode runs on its own clock)", c.at, "now");
+  flags.add("batch", "N", "import: lines per write transaction at most", c.batch, 1, 1000000);
   auto args = flags.parse(argc, argv);
   if (flags.help_requested() || (args && args->empty())) {
     std::cout << usage_text << flags.usage();
@@ -217,6 +223,11 @@ int main(int argc, char** argv) {
     if (command == "workspace") return workspace_command(c, *args);
     if (command == "show") return show_command(c, *args);
     if (command == "callbacks") return callbacks_command(c, *args);
+    if (command == "import") {
+      if (args->size() > 2) return usage_error("import --workspace W [FILE.jsonl | -]");
+      return import_command({.data_dir = c.data_dir, .workspace = c.workspace,
+                             .file = args->size() == 2 ? (*args)[1] : std::string(), .batch_lines = c.batch});
+    }
     if (command == "key" && args->size() == 1) return key_command(c);
     if (command == "csr" && args->size() == 1) return csr_command(c);
     if (command == "verify" && args->size() == 1) return verify_command(c);
