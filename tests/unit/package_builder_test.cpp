@@ -284,6 +284,18 @@ TEST_F(package_builder_test, unknown_profile_and_bad_options_are_errors) {
   EXPECT_EQ(scratch.error(), errc::storage_io);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool built_with_address_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool built_with_address_sanitizer = true;
+#else
+constexpr bool built_with_address_sanitizer = false;
+#endif
+#else
+constexpr bool built_with_address_sanitizer = false;
+#endif
+
 TEST_F(package_builder_test, memory_stays_bounded_with_100000_events) {
   // About 43 MB of events, held by the memory store: the build must not hold them a second time.
   constexpr std::size_t padding = 360;
@@ -303,7 +315,12 @@ TEST_F(package_builder_test, memory_stays_bounded_with_100000_events) {
               100'000.0 * static_cast<double>(event_json(99'999, padding).size() + 1) / 1e6,
               static_cast<unsigned long long>(summary->bytes), std::chrono::duration<double>(elapsed).count(), growth,
               reset ? "" : " (VmHWM reset refused: measured above the fill's peak)");
-  EXPECT_LT(growth, 16L << 10);
+  // AddressSanitizer keeps freed blocks in its quarantine (256 MiB by default), so there the peak
+  // RSS counts what the build freed, not what it held: the bound is checked without ASan (the
+  // default build), and the build still runs under it for memory errors.
+  if (!built_with_address_sanitizer) {
+    EXPECT_LT(growth, 16L << 10);
+  }
   EXPECT_EQ(check_manifest("big").size(), 11u);
   auto last = lines(dir_ / "big" / "events-10.jsonl");
   ASSERT_EQ(last.size(), 10'000u);
