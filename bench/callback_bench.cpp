@@ -84,7 +84,6 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -607,15 +606,6 @@ void BM_callbacks(benchmark::State& state, store_kind kind, std::size_t client_t
   state.counters["cb/record"] = delivered_total / records_total;
 }
 
-void warn_if_tmpfs() {
-  const char* root = std::getenv("OPENDSR_BENCH_DIR");
-  const fs::path dir = root ? fs::path(root) : fs::temp_directory_path();
-  constexpr long tmpfs_magic = 0x01021994;
-  struct statfs info {};
-  if (statfs(dir.c_str(), &info) == 0 && info.f_type == tmpfs_magic)
-    std::fprintf(stderr, "callback_bench: WARNING: %s is a tmpfs; the durable figures measure no fsync. "
-                         "Set OPENDSR_BENCH_DIR to a directory on a disk.\n", dir.c_str());
-}
 
 void register_all() {
   struct config {
@@ -660,7 +650,7 @@ int main(int argc, char** argv) {
   // Before any thread starts: the floor, the first poll() and the client's I/O thread run on
   // CPU 0; the receiver pins itself to CPU 1.
   if (opendsr::pinning()) opendsr::pin_to(0);
-  opendsr::warn_if_tmpfs();
+  opendsr::bench::warn_if_tmpfs("callback_bench");
   opendsr::register_all();
   const opendsr::cpu_keeper awake;
   if (awake.on()) opendsr::keeper = &awake;

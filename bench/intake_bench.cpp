@@ -60,7 +60,6 @@
 #include <vector>
 
 #include <sched.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 namespace opendsr {
@@ -392,15 +391,6 @@ class cpu_keeper {
   std::vector<std::thread> spinners_;
 };
 
-void warn_if_tmpfs() {
-  const char* root = std::getenv("OPENDSR_BENCH_DIR");
-  const fs::path dir = root ? fs::path(root) : fs::temp_directory_path();
-  constexpr long tmpfs_magic = 0x01021994;
-  struct statfs info {};
-  if (statfs(dir.c_str(), &info) == 0 && info.f_type == tmpfs_magic)
-    std::fprintf(stderr, "intake_bench: WARNING: %s is a tmpfs; the durable figures measure no fsync. "
-                         "Set OPENDSR_BENCH_DIR to a directory on a disk.\n", dir.c_str());
-}
 
 void register_all() {
   struct config {
@@ -439,7 +429,7 @@ void register_all() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  opendsr::warn_if_tmpfs();
+  opendsr::bench::warn_if_tmpfs("intake_bench");
   opendsr::register_all();
   const opendsr::cpu_keeper awake;
   benchmark::RunSpecifiedBenchmarks();

@@ -1,8 +1,11 @@
-// A fresh, empty directory for one store in a benchmark: under $OPENDSR_BENCH_DIR when set (a
-// disk to measure), else the system's temporary directory; removed with the object.
+// Where a benchmark's stores live: a fresh, empty directory for one store, under
+// $OPENDSR_BENCH_DIR when set (a disk to measure), else the system's temporary directory.
 #pragma once
 
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <cstdlib>
 #include <filesystem>
@@ -30,5 +33,16 @@ class scratch_dir {
  private:
   std::filesystem::path path_;
 };
+
+// Warns on stderr when the stores would live on a tmpfs, where durable figures measure no fsync.
+inline void warn_if_tmpfs(const char* program) {
+  const char* root = std::getenv("OPENDSR_BENCH_DIR");
+  const std::filesystem::path dir = root ? std::filesystem::path(root) : std::filesystem::temp_directory_path();
+  constexpr long tmpfs_magic = 0x01021994;
+  struct statfs info {};
+  if (statfs(dir.c_str(), &info) == 0 && info.f_type == tmpfs_magic)
+    std::fprintf(stderr, "%s: WARNING: %s is a tmpfs; the durable figures measure no fsync. "
+                         "Set OPENDSR_BENCH_DIR to a directory on a disk.\n", program, dir.c_str());
+}
 
 }  // namespace opendsr::bench
