@@ -39,7 +39,7 @@
 // OPENDSR_BENCH_KEEP_AWAKE=1 keeps the CPUs from idling with SCHED_IDLE spinners (cpu_keeper).
 //
 // Run: build/<dir>/bench/callback_bench [--benchmark_filter=memory]
-#include "scratch_dir.hpp"
+#include "bench_support.hpp"
 
 #include <opendsr/asio_http_client.hpp>
 #include <opendsr/callback_dispatcher.hpp>
@@ -92,21 +92,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using bench_clock = std::chrono::steady_clock;
+using bench::die;
+using bench::must;
 using bench::scratch_dir;
 
 constexpr const char* domain = "opendsr.example.com";
 const timestamp received = parse_rfc3339("2021-11-29T18:16:24.556805Z").value();
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "callback_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <class T>
-T must(result<T> r, const char* what) {
-  if (!r) die(std::string(what) + ": " + r.error().message());
-  return std::move(r).value();
-}
 
 bool pinning() {
   const char* pin = std::getenv("OPENDSR_BENCH_PIN");
@@ -367,7 +358,6 @@ class lean_receiver {
 
 enum class store_kind { memory, lmdb_durable };
 
-
 // Counts the write transactions begun (claims and records, in a round).
 class counting_storage final : public storage_wrapper {
  public:
@@ -606,7 +596,6 @@ void BM_callbacks(benchmark::State& state, store_kind kind, std::size_t client_t
   state.counters["cb/record"] = delivered_total / records_total;
 }
 
-
 void register_all() {
   struct config {
     const char* store;
@@ -650,7 +639,7 @@ int main(int argc, char** argv) {
   // Before any thread starts: the floor, the first poll() and the client's I/O thread run on
   // CPU 0; the receiver pins itself to CPU 1.
   if (opendsr::pinning()) opendsr::pin_to(0);
-  opendsr::bench::warn_if_tmpfs("callback_bench");
+  opendsr::bench::warn_if_tmpfs();
   opendsr::register_all();
   const opendsr::cpu_keeper awake;
   if (awake.on()) opendsr::keeper = &awake;

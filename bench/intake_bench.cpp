@@ -30,7 +30,7 @@
 // the submitters). While it runs, SCHED_IDLE spinners keep the CPUs from idling (cpu_keeper). The stores live in $OPENDSR_BENCH_DIR, else the system's temporary
 // directory; it must not be a tmpfs, or the durable figures measure no fsync at all (the run
 // warns if it is).
-#include "scratch_dir.hpp"
+#include "bench_support.hpp"
 
 #include <opendsr/engine.hpp>
 #include <opendsr/group_commit.hpp>
@@ -67,25 +67,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using bench_clock = std::chrono::steady_clock;
+using bench::die;
+using bench::must;
 using bench::scratch_dir;
 
 const timestamp received = parse_rfc3339("2021-11-29T18:16:24.556805Z").value();
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "intake_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <class T>
-T must(result<T> r, const char* what) {
-  if (!r) die(std::string(what) + ": " + r.error().message());
-  return std::move(r).value();
-}
-
 void check_lmdb(int rc, const char* what) {
   if (rc != 0) die(std::string(what) + ": " + mdb_strerror(rc));
 }
-
 
 // Every put of every committed write transaction, in order: the shape of the engine's writes.
 struct put_log {
@@ -391,7 +381,6 @@ class cpu_keeper {
   std::vector<std::thread> spinners_;
 };
 
-
 void register_all() {
   struct config {
     const char* store;
@@ -429,7 +418,7 @@ void register_all() {
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  opendsr::bench::warn_if_tmpfs("intake_bench");
+  opendsr::bench::warn_if_tmpfs();
   opendsr::register_all();
   const opendsr::cpu_keeper awake;
   benchmark::RunSpecifiedBenchmarks();
