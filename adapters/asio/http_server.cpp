@@ -25,9 +25,14 @@
 #include <boost/asio/compose.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_range.hpp>
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
+#include <memory>
+#include <span>
+#include <stdexcept>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -51,6 +56,10 @@ class session;
 // still sending for up to this many bytes, so that closing with unread data does not reset the
 // connection before the client has read the response.
 constexpr std::size_t linger_bytes_per_body_limit = 4;
+
+// A streamed response body (http_response::stream) is read and written this many bytes at a time:
+// all of it a connection holds, and the longest its strand waits on the reader.
+constexpr std::size_t stream_chunk_bytes = 64 * 1024;
 
 }  // namespace
 
@@ -318,6 +327,7 @@ class session : public std::enable_shared_from_this<session> {
     phase_ = phase::reading;
     const auto& header = parser_->get();
     keep_alive_ = header.keep_alive();
+    head_request_ = header.method() == http::verb::head;
     http_head_decision decision = call_handler([&] { return server_.handler().on_head(to_request(header)); });
     if (auto* early = std::get_if<http_response>(&decision)) {
       if (!parser_->is_done()) unread_input_ = true;  // the body stays unread
@@ -397,13 +407,16 @@ class session : public std::enable_shared_from_this<session> {
     }
   }
 
+  // Writes the response header and a body held in memory; a streamed body follows in chunks
+  // (write_chunk). Each write has write_timeout to complete.
   void write(http_response r) {
     if (phase_ == phase::closing) return;
     phase_ = phase::writing;
     try {
       build_response(std::move(r));
-    } catch (const std::exception&) {  // a status or field Beast refuses
+    } catch (const std::exception&) {  // a status or field Beast refuses, or a body given twice
       keep_alive_ = false;
+      body_reader_.reset();
       build_response(http_response{500, {}, {}});
     }
     stream_.transport().expires_after(options().write_timeout);
@@ -415,16 +428,57 @@ class session : public std::enable_shared_from_this<session> {
     response_.version(11);
     response_.result(static_cast<unsigned>(r.status));
     for (const auto& [name, value] : r.headers) response_.insert(name, value);
-    response_.body() = std::move(r.body);
     response_.keep_alive(keep_alive_ && !unread_input_ && !server_.stopping());
-    response_.prepare_payload();
+    // A response to HEAD has the header of the response to GET, and no body (RFC 9110, 9.3.2).
+    if (r.stream) {
+      if (!r.body.empty()) throw std::invalid_argument("an http_response has both a body and a stream");
+      response_.content_length(r.stream->size());
+      if (!head_request_ && r.stream->size() > 0) {
+        body_reader_ = std::move(r.stream);
+        body_left_ = body_reader_->size();
+      }
+    } else if (head_request_) {
+      response_.content_length(r.body.size());
+    } else {
+      response_.body() = std::move(r.body);
+      response_.prepare_payload();
+    }
   }
 
+  // The header (and any body in memory), or a chunk of a streamed body, was written.
   void on_write(beast::error_code ec, std::size_t) {
     if (ec) return close();
+    if (body_reader_) return write_chunk();
     if (response_.keep_alive()) return read_header();
     if (unread_input_ && !server_.stopping()) return linger();
     close();
+  }
+
+  // Reads the next chunk of a streamed body and writes it; after the last, ends the body. A reader
+  // that fails or ends early closes the connection: the client sees fewer bytes than
+  // Content-Length announced, never a wrong body.
+  void write_chunk() {
+    if (body_left_ == 0) {
+      body_reader_.reset();
+      chunk_.reset();
+      return on_write({}, 0);
+    }
+    if (!chunk_) chunk_ = std::make_unique<char[]>(stream_chunk_bytes);
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(stream_chunk_bytes, body_left_));
+    result<std::size_t> got = errc::internal;
+    try {
+      got = body_reader_->read(std::span<char>(chunk_.get(), want));
+    } catch (const std::exception& e) {
+      got = error(errc::internal, e.what());
+    }
+    if (!got || *got == 0 || *got > want) {
+      body_reader_.reset();
+      chunk_.reset();
+      return close();
+    }
+    body_left_ -= *got;
+    stream_.transport().expires_after(options().write_timeout);
+    net::async_write(stream_, net::buffer(chunk_.get(), *got), beast::bind_front_handler(&session::on_write, shared_from_this()));
   }
 
   // Ends the connection after a response to a request whose input was not all read: stop
@@ -463,10 +517,14 @@ class session : public std::enable_shared_from_this<session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;
   http::response<http::string_body> response_;
+  std::shared_ptr<http_body_reader> body_reader_;  // the rest of a streamed body, while it is sent
+  std::uint64_t body_left_ = 0;                    // bytes of it not yet read
+  std::unique_ptr<char[]> chunk_;                  // stream_chunk_bytes, while a body is streamed
   http_body_handler body_handler_;
   phase phase_ = phase::awaiting_request;
   bool first_request_ = true;
   bool keep_alive_ = true;     // as the client asked
+  bool head_request_ = false;  // the request being answered is a HEAD
   bool unread_input_ = false;  // the request was answered before all of it was read
   std::size_t lingered_ = 0;
   std::array<char, 16 * 1024> scratch_;

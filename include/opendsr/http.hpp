@@ -6,11 +6,15 @@
 #pragma once
 
 #include <opendsr/error.hpp>
+#include <opendsr/result.hpp>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -81,10 +85,35 @@ struct http_request {
   std::string body;  // the exact body bytes, after any transfer coding was removed
 };
 
+// A response body produced while it is sent (a results package): the server reads it in chunks
+// and never holds it whole.
+//
+// Thread safety: one server thread at a time calls it.
+// Ownership: the response shares it; the server drops its reference once the body is sent or the
+// connection ends.
+class http_body_reader {
+ public:
+  virtual ~http_body_reader() = default;
+  http_body_reader() = default;
+  http_body_reader(const http_body_reader&) = delete;
+  http_body_reader& operator=(const http_body_reader&) = delete;
+
+  // The body's exact size in bytes (sent as Content-Length).
+  virtual std::uint64_t size() const noexcept = 0;
+
+  // Reads the next bytes into buffer; returns how many (0 only at the end). The server never asks
+  // for more than size() bytes in total. An error, or fewer bytes in total than size(), aborts
+  // the connection (the client sees a truncated body, never a wrong one).
+  virtual result<std::size_t> read(std::span<char> buffer) = 0;
+};
+
 struct http_response {
   int status = 200;
   http_headers headers;  // the server sets Content-Length and Connection itself
   std::string body;
+  // When set, the body is read from it (and `body` must be empty). Default: null. (The default
+  // initializer also keeps `http_response{status, headers, body}` free of missing-field warnings.)
+  std::shared_ptr<http_body_reader> stream = nullptr;
 };
 
 // Completes one exchange with its response. Call it exactly once, from any thread.

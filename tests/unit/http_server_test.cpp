@@ -9,8 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -21,8 +23,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 namespace opendsr {
 namespace {
@@ -38,13 +42,16 @@ struct parsed_response {
   std::string body;
 };
 
-// A blocking HTTP/1.1 client on one loopback connection.
+// A blocking HTTP/1.1 client on one loopback connection. A receive_buffer (bytes) other than 0
+// caps the socket's receive buffer, so that a server writing faster than the client reads is held
+// back by TCP within a small bound.
 class client {
  public:
-  explicit client(std::uint16_t port) {
+  explicit client(std::uint16_t port, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{static_cast<time_t>(bound.count()), 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -66,8 +73,9 @@ class client {
     return true;
   }
 
-  // Reads one response; nullopt if the connection ended or the bound passed first.
-  std::optional<parsed_response> read_response() {
+  // Reads one response (with no body if it answers a HEAD request); nullopt if the connection
+  // ended or the bound passed first.
+  std::optional<parsed_response> read_response(bool to_head = false) {
     std::size_t end;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos)
       if (!fill()) return std::nullopt;
@@ -83,7 +91,7 @@ class client {
       r.headers.add(line.substr(0, colon), line.substr(line.find_first_not_of(' ', colon + 1)));
       pos = eol + 2;
     }
-    std::size_t length = std::stoul(std::string(r.headers.get("Content-Length").value_or("0")));
+    std::size_t length = to_head ? 0 : std::stoul(std::string(r.headers.get("Content-Length").value_or("0")));
     while (buffer_.size() < length)
       if (!fill()) return std::nullopt;
     r.body = buffer_.substr(0, length);
@@ -101,18 +109,79 @@ class client {
 
   std::string& pending() { return buffer_; }
 
+  // Bytes received on the connection so far; safe to read from any thread.
+  const std::atomic<std::uint64_t>& received() const { return received_; }
+
  private:
   bool fill() {
     char chunk[4096];
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n <= 0) return false;
     buffer_.append(chunk, static_cast<std::size_t>(n));
+    received_ += static_cast<std::uint64_t>(n);
     return true;
   }
 
   int fd_;
   bool connected_ = false;
   std::string buffer_;
+  std::atomic<std::uint64_t> received_{0};
+};
+
+// The byte at `offset` of a streamed test body: a pattern that a chunk sent twice, skipped or out
+// of order would break.
+char pattern_byte(std::uint64_t offset) {
+  return static_cast<char>(((offset ^ (offset >> 8) ^ (offset >> 16)) * 31 + 7) & 0xff);
+}
+
+std::string pattern(std::uint64_t size) {
+  std::string s(size, '\0');
+  for (std::uint64_t i = 0; i < size; ++i) s[i] = pattern_byte(i);
+  return s;
+}
+
+constexpr std::uint64_t mib = 1024 * 1024;
+
+// A streamed body of the pattern. It may fail, or end early, once `stop_at` bytes were read; it
+// records how the server reads it, and how far its reads ran ahead of what `client` received.
+class pattern_reader final : public http_body_reader {
+ public:
+  enum class ending { complete, error_at, end_at };
+
+  explicit pattern_reader(std::uint64_t size, ending e = ending::complete, std::uint64_t stop_at = 0)
+      : size_(size), ending_(e), stop_at_(e == ending::complete ? size : stop_at) {}
+
+  std::uint64_t size() const noexcept override { return size_; }
+
+  result<std::size_t> read(std::span<char> buffer) override {
+    ++reads_;
+    largest_request_ = std::max<std::uint64_t>(largest_request_, buffer.size());
+    const std::uint64_t at = produced_;
+    if (at >= stop_at_) {
+      if (ending_ == ending::error_at) return error(errc::internal, "the package file could not be read");
+      return std::size_t{0};
+    }
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), stop_at_ - at));
+    for (std::size_t i = 0; i < n; ++i) buffer[i] = pattern_byte(at + i);
+    produced_ = at + n;
+    if (client_) lead_ = std::max<std::uint64_t>(lead_, produced_ - std::min<std::uint64_t>(produced_, client_->load()));
+    return n;
+  }
+
+  // Measures the lead of the reads over what this counter says the client received.
+  void watch(const std::atomic<std::uint64_t>& client_received) { client_ = &client_received; }
+
+  std::uint64_t reads() const { return reads_; }
+  std::uint64_t produced() const { return produced_; }
+  std::uint64_t largest_request() const { return largest_request_; }
+  std::uint64_t lead() const { return lead_; }
+
+ private:
+  const std::uint64_t size_;
+  const ending ending_;
+  const std::uint64_t stop_at_;
+  const std::atomic<std::uint64_t>* client_ = nullptr;
+  std::atomic<std::uint64_t> reads_{0}, produced_{0}, largest_request_{0}, lead_{0};
 };
 
 std::string get(std::string_view target) {
@@ -127,7 +196,21 @@ std::string post(std::string_view target, std::string_view body, std::string_vie
 // Echoes requests; refuses some at the header; parks "/async" requests for the test to answer.
 class test_handler final : public http_handler {
  public:
+  // Answers requests for `target` with a response streamed from `body`.
+  void stream(std::string target, std::shared_ptr<http_body_reader> body) {
+    std::lock_guard lock(mutex_);
+    streams_[std::move(target)] = std::move(body);
+  }
+
   http_head_decision on_head(const http_request& head) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = streams_.find(head.target); it != streams_.end()) {
+        http_response r{200, {}, {}, it->second};
+        r.headers.set("Content-Type", "application/zip");
+        return r;
+      }
+    }
     if (head.target == "/limited") {
       auto length = head.headers.get("content-length");
       if (length && std::stoul(std::string(*length)) > 100) return http_response{413, {}, R"({"code":413})"};
@@ -167,6 +250,7 @@ class test_handler final : public http_handler {
   std::mutex mutex_;
   std::condition_variable parked_cv_;
   std::deque<http_responder> parked_;
+  std::unordered_map<std::string, std::shared_ptr<http_body_reader>> streams_;
 };
 
 class HttpServer : public ::testing::Test {
@@ -410,6 +494,114 @@ TEST_F(HttpServer, StopClosesRequestsStillWithTheHandlerAfterTheDrainTimeout) {
   EXPECT_EQ(server_->connections(), 0u);
 }
 
+TEST_F(HttpServer, StreamsABodyInChunksWithItsContentLengthAndKeepsTheConnection) {
+  start();
+  auto body = std::make_shared<pattern_reader>(20 * mib);
+  handler_.stream("/package.zip", body);
+  client c(port(), 128 * 1024);
+  body->watch(c.received());
+  ASSERT_TRUE(c.send(get("/package.zip")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->headers.get("Content-Length"), std::to_string(20 * mib));
+  EXPECT_EQ(r->headers.get("Content-Type"), "application/zip");
+  EXPECT_EQ(r->body.size(), 20 * mib);
+  EXPECT_TRUE(r->body == pattern(20 * mib)) << "the streamed body differs from the pattern";
+  // Read in chunks of 64 KiB at most, and never far ahead of the client: the server holds a chunk
+  // and TCP's buffers (a 4 MiB send buffer at most), never the body.
+  EXPECT_LE(body->largest_request(), 64u * 1024);
+  EXPECT_GE(body->reads(), 20 * mib / (64 * 1024));
+  EXPECT_LT(body->lead(), 6 * mib);
+  ASSERT_TRUE(c.send(get("/after")));  // still kept alive
+  auto after = c.read_response();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "GET /after ");
+}
+
+TEST_F(HttpServer, AnEmptyStreamedBodySendsContentLengthZero) {
+  start();
+  auto body = std::make_shared<pattern_reader>(0);
+  handler_.stream("/empty.zip", body);
+  client c(port());
+  ASSERT_TRUE(c.send(get("/empty.zip") + get("/after")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->headers.get("Content-Length"), "0");
+  EXPECT_EQ(r->body, "");
+  auto after = c.read_response();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "GET /after ");
+}
+
+TEST_F(HttpServer, AHeadRequestGetsTheContentLengthOfAStreamedBodyWithoutItsBytes) {
+  start();
+  auto body = std::make_shared<pattern_reader>(20 * mib);
+  handler_.stream("/package.zip", body);
+  client c(port());
+  ASSERT_TRUE(c.send("HEAD /package.zip HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  auto r = c.read_response(/*to_head=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->headers.get("Content-Length"), std::to_string(20 * mib));
+  ASSERT_TRUE(c.send(get("/after")));  // the next response follows the header at once
+  auto after = c.read_response();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "GET /after ");
+  EXPECT_EQ(body->reads(), 0u);
+}
+
+TEST_F(HttpServer, AHeadRequestGetsTheContentLengthOfABodyInMemoryWithoutItsBytes) {
+  start();
+  client c(port());
+  ASSERT_TRUE(c.send("HEAD /head HTTP/1.1\r\nHost: localhost\r\n\r\n" + get("/after")));
+  auto r = c.read_response(/*to_head=*/true);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->headers.get("Content-Length"), std::to_string(std::string("HEAD /head ").size()));
+  auto after = c.read_response();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body, "GET /after ");
+}
+
+TEST_F(HttpServer, AStreamedBodyWhoseReaderFailsMidwayEndsTheConnectionShortOfContentLength) {
+  start();
+  handler_.stream("/failing.zip", std::make_shared<pattern_reader>(20 * mib, pattern_reader::ending::error_at, 1 * mib + 100));
+  client c(port());
+  ASSERT_TRUE(c.send(get("/failing.zip")));
+  EXPECT_FALSE(c.read_response());  // the connection ended before Content-Length bytes
+  EXPECT_TRUE(c.closed_by_server());
+  const std::string& received = c.pending();  // the body's bytes, after the header
+  EXPECT_EQ(received.size(), 1 * mib + 100);  // every byte read was sent, and no other
+  EXPECT_TRUE(received == pattern(received.size()));
+}
+
+TEST_F(HttpServer, AStreamedBodyThatEndsEarlyEndsTheConnectionShortOfContentLength) {
+  start();
+  handler_.stream("/short.zip", std::make_shared<pattern_reader>(1 * mib, pattern_reader::ending::end_at, 100'000));
+  client c(port());
+  ASSERT_TRUE(c.send(get("/short.zip")));
+  EXPECT_FALSE(c.read_response());
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_TRUE(c.pending() == pattern(100'000));  // the body's bytes, after the header
+}
+
+TEST_F(HttpServer, AResponseWithBothABodyAndAStreamAnswers500) {
+  start();
+  class both final : public http_handler {
+    http_head_decision on_head(const http_request&) override {
+      return http_response{200, {}, "in memory", std::make_shared<pattern_reader>(10)};
+    }
+    http_response on_error(const error&) override { return {}; }
+  } h;
+  auto s = http_server::start(h, {.port = 0});
+  ASSERT_TRUE(s);
+  client c((*s)->port());
+  ASSERT_TRUE(c.send(get("/")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  EXPECT_EQ(r->headers.get("Connection"), "close");
+}
+
 TEST(HttpServerStart, NamesWhatIsWrong) {
   test_handler h;
   auto bad = http_server::start(h, {.address = "not-an-address", .port = 0});
@@ -476,6 +668,30 @@ TEST_F(HttpsServer, ReadsABodyOverTls) {
   std::ofstream(dir_ / "body.json") << body;
   std::string out = curl("-H 'Content-Type: application/json' --data-binary @" + (dir_ / "body.json").string() + " " + url("/post"));
   EXPECT_EQ(out, "POST /post " + body) << verbose_log();
+}
+
+TEST_F(HttpsServer, StreamsABodyOverTlsAndKeepsTheConnection) {
+  auto body = std::make_shared<pattern_reader>(20 * mib);
+  handler_.stream("/package.zip", body);
+  const std::string file = (dir_ / "package.zip").string();
+  std::string out = curl("-o " + file + " " + url("/package.zip") + " " + url("/after"));
+  EXPECT_EQ(out, "GET /after ") << verbose_log();
+  std::string received = read_file(file);
+  EXPECT_EQ(received.size(), 20 * mib);
+  EXPECT_TRUE(received == pattern(20 * mib)) << "the streamed body differs from the pattern";
+  EXPECT_NE(verbose_log().find("Content-Length: " + std::to_string(20 * mib)), std::string::npos) << verbose_log();
+  EXPECT_NE(verbose_log().find("Re-using existing connection"), std::string::npos) << verbose_log();
+  EXPECT_LE(body->largest_request(), 64u * 1024);
+}
+
+TEST_F(HttpsServer, AStreamedBodyWhoseReaderFailsOverTlsEndsShortOfContentLength) {
+  handler_.stream("/failing.zip", std::make_shared<pattern_reader>(20 * mib, pattern_reader::ending::error_at, 1 * mib));
+  const std::string file = (dir_ / "failing.zip").string();
+  curl("-o " + file + " " + url("/failing.zip"));
+  std::string received = read_file(file);
+  EXPECT_LT(received.size(), 20 * mib);
+  EXPECT_TRUE(received == pattern(received.size()));
+  EXPECT_NE(verbose_log().find("transfer closed with"), std::string::npos) << verbose_log();
 }
 
 TEST_F(HttpsServer, PlainHttpOnTheTlsPortGetsNoHttpAnswer) {
