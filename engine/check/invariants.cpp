@@ -2,6 +2,7 @@
 
 #include "lifecycle/machine.hpp"
 #include "outbox/callbacks.hpp"
+#include "outbox/fulfilment_tasks.hpp"
 #include "store/codec.hpp"
 #include "store/keys.hpp"
 #include "store/record.hpp"
@@ -29,6 +30,10 @@ struct store_index {
   std::map<std::tuple<std::string, std::uint8_t, std::uint8_t>, std::string> callbacks;
   std::set<std::tuple<timestamp, std::string, std::uint8_t, std::uint8_t>> callback_due;  // (due, ref, url, history)
   std::set<std::tuple<std::string, std::uint8_t, std::uint8_t>> callback_dead;            // (ref, url, history)
+  std::map<std::string, std::string> tasks;           // ref -> fulfilment task value
+  std::set<std::pair<timestamp, std::string>> task_due;  // (due, ref)
+  std::map<std::string, std::string> results;         // token -> expires(8) ref
+  std::set<std::pair<timestamp, std::string>> results_expiry;  // (expires, token)
 };
 
 class checker {
@@ -42,7 +47,7 @@ class checker {
     switch (static_cast<keys::table>(key[0])) {
       case keys::table::meta:
         if (k == keys::schema_key()) s.schema = v;
-        else add("unknown meta key");
+        else if (k != keys::results_key_key()) add("unknown meta key");
         return;
       case keys::table::request: {
         const std::string ref = k.substr(1);
@@ -65,7 +70,8 @@ class checker {
       case keys::table::subject_identity:
       case keys::table::subject_event:
       case keys::table::subject_config:
-      case keys::table::subject_key: return;
+      case keys::table::subject_key:
+      case keys::table::subject_tombstone: return;
       case keys::table::callback:
         if (auto at = keys::parse_callback_key(key))
           s.callbacks.emplace(std::tuple(std::string(at->ref), at->url_index, at->history_index), v);
@@ -84,7 +90,19 @@ class checker {
         else
           add("malformed dead-letter key");
         return;
-      case keys::table::outbox_v1: add("a schema-1 outbox entry in a schema-2 store"); return;
+      case keys::table::fulfilment: s.tasks.emplace(k.substr(1), v); return;
+      case keys::table::fulfilment_due:
+        if (auto parts = keys::parse_fulfilment_due_key(key)) s.task_due.emplace(parts->due, std::string(parts->ref));
+        else add("malformed fulfilment due key");
+        return;
+      case keys::table::results: s.results.emplace(k.substr(1), v); return;
+      case keys::table::results_expiry:
+        if (auto parts = keys::parse_results_expiry_key(key))
+          s.results_expiry.emplace(parts->expires, std::string(parts->token));
+        else
+          add("malformed results expiry key");
+        return;
+      case keys::table::outbox_v1: add("a schema-1 outbox entry in a schema-3 store"); return;
     }
     add("key of unknown table " + std::to_string(static_cast<unsigned char>(key[0])));
   }
@@ -221,6 +239,35 @@ class checker {
     if (dead != s.callback_dead) add("the dead-letter index disagrees with the dead callbacks");
   }
 
+  // Rule 7: a fulfilment task per request at most, only while it is in progress, indexed at its
+  // due time; results tokens name completed requests, and only those names expire; an ended
+  // request keeps no body.
+  void check_fulfilment(const store_index& s) {
+    std::set<std::pair<timestamp, std::string>> due;
+    for (const auto& [ref, value] : s.tasks) {
+      const auto r = s.records.find(ref);
+      auto t = decode_fulfilment_task(value);
+      if (r == s.records.end()) add("a fulfilment task belongs to no stored request");
+      else if (r->second.status != request_status::in_progress)
+        add("request " + r->second.subject_request_id + " has a fulfilment task but is " + std::string(to_string(r->second.status)));
+      if (!t) add("a fulfilment task: " + t.error().message());
+      else due.emplace(t->due, ref);
+    }
+    if (due != s.task_due) add("the fulfilment due index disagrees with the tasks");
+    std::set<std::pair<timestamp, std::string>> expiring;
+    for (const auto& [token, value] : s.results) {
+      const std::string ref = value.size() > 8 ? value.substr(8) : std::string();
+      const auto r = s.records.find(ref);
+      if (r == s.records.end()) add("a results token names no stored request");
+      else if (r->second.status != request_status::completed) add("a results token names a request that is not completed");
+      if (value.size() > 8) expiring.emplace(keys::read_time(value), token);
+    }
+    for (const auto& e : s.results_expiry)
+      if (!expiring.contains(e)) add("a results expiry entry disagrees with its token");
+    for (const auto& [ref, r] : s.records)
+      if (is_terminal(r.status) && !r.body.empty()) add("ended request " + r.subject_request_id + " still holds its body");
+  }
+
   void check_callback(const std::string& what, const request_record& r, request_status status,
                       const std::string& url, const callback_entry& entry) {
     if (entry.url != url) add(what + " goes to the wrong URL");
@@ -268,6 +315,7 @@ result<std::vector<std::string>> check_invariants(read_transaction& txn) {
   c.check_groups(s);
   c.check_timers(s);
   c.check_outbox(s);
+  c.check_fulfilment(s);
   return std::move(c.problems);
 }
 

@@ -100,4 +100,27 @@ sha256_digest sha256(std::string_view data) noexcept {
   return h.finish();
 }
 
+sha256_digest hmac_sha256(std::string_view key, std::string_view message) noexcept {
+  std::array<unsigned char, 64> block{};
+  if (key.size() > block.size()) {
+    const auto d = sha256(key);
+    std::copy(d.begin(), d.end(), block.begin());
+  } else {
+    std::copy(key.begin(), key.end(), block.begin());
+  }
+  std::array<char, 64> ipad{}, opad{};
+  for (std::size_t i = 0; i < 64; ++i) {
+    ipad[i] = static_cast<char>(block[i] ^ 0x36);
+    opad[i] = static_cast<char>(block[i] ^ 0x5c);
+  }
+  sha256_hasher inner;
+  inner.update({ipad.data(), ipad.size()});
+  inner.update(message);
+  const auto inner_digest = inner.finish();
+  sha256_hasher outer;
+  outer.update({opad.data(), opad.size()});
+  outer.update(as_bytes(inner_digest));
+  return outer.finish();
+}
+
 }  // namespace opendsr::detail

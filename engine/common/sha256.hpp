@@ -39,4 +39,7 @@ inline std::string_view as_bytes(const sha256_digest& d) noexcept {
   return {reinterpret_cast<const char*>(d.data()), d.size()};
 }
 
+// HMAC-SHA-256 (RFC 2104) of message under key.
+sha256_digest hmac_sha256(std::string_view key, std::string_view message) noexcept;
+
 }  // namespace opendsr::detail

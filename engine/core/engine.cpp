@@ -1,11 +1,12 @@
 #include <opendsr/engine.hpp>
-#include <opendsr/fulfilment.hpp>
 
 #include "common/json_text.hpp"
 #include "intake/admit.hpp"
 #include "lifecycle/timing.hpp"
 #include "lifecycle/transitions.hpp"
+#include "outbox/backoff.hpp"
 #include "outbox/callbacks.hpp"
+#include "outbox/fulfilment_tasks.hpp"
 #include "render/documents.hpp"
 #include "store/keys.hpp"
 #include "store/transact.hpp"
@@ -38,33 +39,19 @@ result<void> validate(const engine_options& o) {
       c.max_retry_delay < c.first_retry_delay)
     return invalid("callbacks retry delays must satisfy 0 < min_retry_delay <= first_retry_delay <= max_retry_delay.");
   if (c.lease <= std::chrono::microseconds::zero()) return invalid("callbacks.lease must be positive.");
+  const fulfilment_policy& f = o.fulfilment;
+  if (f.mode != fulfilment_mode::scheduled && f.mode != fulfilment_mode::tasks) return invalid("fulfilment.mode is unknown.");
+  if (f.lease <= std::chrono::microseconds::zero()) return invalid("fulfilment.lease must be positive.");
+  if (f.min_retry_delay <= std::chrono::microseconds::zero() || f.first_retry_delay < f.min_retry_delay ||
+      f.max_retry_delay < f.first_retry_delay)
+    return invalid("fulfilment retry delays must satisfy 0 < min_retry_delay <= first_retry_delay <= max_retry_delay.");
+  if (f.results_lifetime <= std::chrono::microseconds::zero()) return invalid("fulfilment.results_lifetime must be positive.");
+  if (f.overdue_extension <= std::chrono::microseconds::zero()) return invalid("fulfilment.overdue_extension must be positive.");
   return validate_timing(o.timing);
 }
 
 result<void> validate_workspace(std::string_view workspace) {
   if (workspace.empty() || !is_valid_utf8(workspace)) return invalid("The workspace must be a non-empty UTF-8 string.");
-  return {};
-}
-
-// Creates or checks the schema version entry, upgrading a schema-1 store.
-result<void> check_schema(write_transaction& txn) {
-  const std::string key = keys::schema_key();
-  const std::string_view current(&keys::schema_version, 1);
-  auto stored = txn.get(key);
-  if (!stored) return std::move(stored).error();
-  if (!*stored) return txn.put(key, current);
-  if (**stored == current) return {};
-  if (**stored == std::string_view(&keys::schema_version_1, 1)) {
-    auto moved = migrate_outbox_v1(txn);
-    if (!moved) return std::move(moved).error();
-    return txn.put(key, current);
-  }
-  return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
-}
-
-result<void> validate_owner(std::string_view owner) {
-  if (owner.empty() || owner.find('\n') != std::string_view::npos || !is_valid_utf8(owner))
-    return invalid("A dispatcher owner must be a non-empty UTF-8 name without line breaks.");
   return {};
 }
 
@@ -76,6 +63,55 @@ result<request_record> load(read_transaction& txn, std::string_view ref) {
   return decode_record(**stored);
 }
 
+// Queues a task for every in_progress request that has none: the requests a store of schema 2,
+// or an engine in fulfilment_mode::scheduled, left in progress when tasks are now wanted.
+result<void> queue_missing_tasks(write_transaction& txn) {
+  std::vector<std::string> refs;
+  OPENDSR_TRY(txn.scan(keys::prefix(keys::table::timer), {}, [&](std::string_view key, std::string_view event) {
+    const auto parts = keys::parse_timer_key(key);
+    if (parts && event.size() == 1 && static_cast<lifecycle_event>(event[0]) == lifecycle_event::complete)
+      refs.emplace_back(parts->ref);
+    return true;
+  }));
+  for (const std::string& ref : refs) {
+    auto task = load_fulfilment(txn, ref);
+    if (!task) return std::move(task).error();
+    if (*task) continue;
+    auto r = load(txn, ref);
+    if (!r) return std::move(r).error();
+    OPENDSR_TRY(queue_fulfilment(txn, ref, r->processing_start));
+  }
+  return {};
+}
+
+// Creates or checks the schema version entry, upgrading a store of schema 1 or 2, and makes the
+// results key.
+result<void> check_schema(write_transaction& txn, const engine_options& options) {
+  const std::string key = keys::schema_key();
+  const std::string_view current(&keys::schema_version, 1);
+  auto stored = txn.get(key);
+  if (!stored) return std::move(stored).error();
+  if (*stored && **stored != current) {
+    if (**stored == std::string_view(&keys::schema_version_1, 1)) {
+      auto moved = migrate_outbox_v1(txn);
+      if (!moved) return std::move(moved).error();
+    } else if (**stored != std::string_view(&keys::schema_version_2, 1)) {
+      return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
+    }
+  }
+  if (!*stored || **stored != current) OPENDSR_TRY(txn.put(key, current));
+  auto results_key = ensure_results_key(txn);
+  if (!results_key) return std::move(results_key).error();
+  if (options.fulfilment.mode == fulfilment_mode::tasks) return queue_missing_tasks(txn);
+  return {};
+}
+
+result<void> validate_owner(std::string_view owner) {
+  if (owner.empty() || owner.find('\n') != std::string_view::npos || !is_valid_utf8(owner))
+    return invalid("A dispatcher owner must be a non-empty UTF-8 name without line breaks.");
+  return {};
+}
+
 // True iff the error is an outcome admit() decided before writing anything.
 bool is_refusal(const error& e) {
   return e == errc::duplicate_request_id || e == errc::group_full || e == errc::identity_conflict;
@@ -84,17 +120,19 @@ bool is_refusal(const error& e) {
 }  // namespace
 
 struct engine::impl {
-  impl(storage& s, engine_options o)
-      : store(s),
-        options(std::move(o)),
-        fulfil(options.fulfilment ? *options.fulfilment : default_fulfilment),
-        discovery(render_discovery(options)) {}
+  impl(storage& s, engine_options o) : store(s), options(std::move(o)), discovery(render_discovery(options)) {
+    // Fulfilment jobs carry the parsed request; its callback URLs were checked at intake, under
+    // the policy of that time, and are not what a job needs.
+    reparse = options.request;
+    reparse.callback_destinations = {.allow_http = true, .allow_public = true, .allow_loopback = true,
+                                     .allow_private = true, .allow_metadata = true};
+  }
 
   storage& store;
   engine_options options;
-  scheduled_completion default_fulfilment;
-  opendsr::fulfilment& fulfil;
+  parse_options reparse;
   std::string discovery;
+  std::string results_key;  // read at open
   // Makes each claim's lease unique, across engines and restarts.
   std::atomic<std::uint64_t> lease_nonce{std::random_device{}() * 0x9E3779B97F4A7C15ull};
 
@@ -116,7 +154,13 @@ engine::~engine() = default;
 result<engine> engine::open(storage& store, engine_options options) {
   OPENDSR_TRY(validate(options));
   auto p = std::make_unique<impl>(store, std::move(options));
-  OPENDSR_TRY(p->write(check_schema));
+  OPENDSR_TRY(p->write([&](write_transaction& txn) { return check_schema(txn, p->options); }));
+  auto txn = store.begin_read();
+  if (!txn) return std::move(txn).error();
+  auto key = (*txn)->get(keys::results_key_key());
+  if (!key) return std::move(key).error();
+  if (!*key) return error(errc::storage_corrupt, "The results key is missing.");
+  p->results_key = std::string(**key);
   return engine(std::move(p));
 }
 
@@ -228,8 +272,8 @@ result<cancellation> engine::cancel(std::string_view workspace, std::string_view
   auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
     auto r = load(txn, keys::request_ref(workspace, subject_request_id));
     if (!r) return std::move(r).error();
-    OPENDSR_TRY(catch_up(txn, impl_->options.timing, impl_->fulfil, *r, now));
-    OPENDSR_TRY(apply_event(txn, impl_->options.timing, *r, lifecycle_event::cancel, now));
+    OPENDSR_TRY(catch_up(txn, impl_->options, *r, now));
+    OPENDSR_TRY(apply_event(txn, impl_->options, *r, lifecycle_event::cancel, now));
     cancelled = std::move(*r);
     return {};
   });
@@ -260,7 +304,7 @@ result<std::size_t> engine::impl::tick_batch(timestamp now, std::size_t& transit
       if (timer_due(*r) != parts->due)
         return error(errc::storage_corrupt, "The timer of request " + r->subject_request_id +
                                                 " disagrees with its record.");
-      auto n = catch_up(txn, options.timing, fulfil, *r, now);
+      auto n = catch_up(txn, options, *r, now);
       if (!n) return std::move(n).error();
       changes += *n;
     }
@@ -296,9 +340,10 @@ result<std::optional<timestamp>> engine::next_due() const {
     return false;
   }));
   if (malformed) return error(errc::storage_corrupt, "A stored timer key is malformed.");
-  auto callback = first_callback_due(**txn);
-  if (!callback) return std::move(callback).error();
-  if (*callback && (!due || **callback < *due)) due = *callback;
+  for (auto first : {first_callback_due(**txn), first_fulfilment_due(**txn), first_results_expiry(**txn)}) {
+    if (!first) return std::move(first).error();
+    if (*first && (!due || **first < *due)) due = *first;
+  }
   return due;
 }
 
@@ -366,6 +411,129 @@ result<callback_queue_stats> engine::callback_queue() const {
   auto txn = impl_->store.begin_read();
   if (!txn) return std::move(txn).error();
   return callback_stats(**txn);
+}
+
+result<std::vector<claimed_fulfilment>> engine::claim_fulfilments(timestamp now, std::size_t max, std::string_view owner) {
+  OPENDSR_TRY(validate_owner(owner));
+  std::vector<claimed_fulfilment> claimed;
+  if (max == 0) return claimed;
+  const std::string lease = make_lease(owner, impl_->lease_nonce.fetch_add(1));
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    claimed.clear();
+    auto refs = due_fulfilments(txn, now, max);
+    if (!refs) return std::move(refs).error();
+    for (const std::string& ref : *refs) {
+      auto task = load_fulfilment(txn, ref);
+      if (!task) return std::move(task).error();
+      if (!*task) return error(errc::storage_corrupt, "A fulfilment due entry names no task.");
+      auto r = load(txn, ref);
+      if (!r && r.error() == errc::not_found) return error(errc::storage_corrupt, "A fulfilment task names a request that is not stored.");
+      if (!r) return std::move(r).error();
+      if (r->status != request_status::in_progress)
+        return error(errc::storage_corrupt, "Request " + r->subject_request_id + " has a fulfilment task but is not in progress.");
+      auto parsed = parse_request(r->body, impl_->reparse);
+      if (!parsed) return error(errc::storage_corrupt, "The stored body of request " + r->subject_request_id + " no longer parses.");
+      const timestamp old_due = (*task)->due;
+      ++(*task)->attempts;
+      (*task)->lease = lease;
+      (*task)->due = now + impl_->options.fulfilment.lease;
+      OPENDSR_TRY(store_fulfilment(txn, ref, **task, old_due));
+      fulfilment_job job{r->workspace, r->subject_request_id, r->type, std::move(parsed->identities), r->received_time,
+                         r->type == request_type::erasure ? std::string() : results_token_of(impl_->results_key, ref),
+                         (*task)->attempts};
+      claimed.push_back({std::move(job), lease});
+    }
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return claimed;
+}
+
+result<fulfilment_recorded> engine::record_fulfilment(const fulfilment_outcome& o, timestamp now) {
+  OPENDSR_TRY(validate_workspace(o.workspace));
+  const std::string ref = keys::request_ref(o.workspace, o.subject_request_id);
+  fulfilment_recorded recorded = fulfilment_recorded::stale;
+  const fulfilment_policy& policy = impl_->options.fulfilment;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    recorded = fulfilment_recorded::stale;
+    auto task = load_fulfilment(txn, ref);
+    if (!task) return std::move(task).error();
+    if (!*task || (*task)->lease.empty() || (*task)->lease != o.lease) return {};
+    if (!o.outcome) {
+      const timestamp old_due = (*task)->due;
+      (*task)->lease.clear();
+      (*task)->last_error = o.outcome.error().message().substr(0, 1000);
+      (*task)->due = now + backoff({policy.min_retry_delay, policy.first_retry_delay, policy.max_retry_delay}, ref,
+                                   (*task)->attempts);
+      OPENDSR_TRY(store_fulfilment(txn, ref, **task, old_due));
+      recorded = fulfilment_recorded::retrying;
+      return {};
+    }
+    auto r = load(txn, ref);
+    if (!r) return std::move(r).error();
+    const bool has_link = o.outcome->results_url.has_value();
+    OPENDSR_TRY(complete_fulfilled(txn, impl_->options, *r, o.outcome->results_url, now));
+    if (has_link && r->type != request_type::erasure)
+      OPENDSR_TRY(index_results(txn, results_token_of(impl_->results_key, ref), ref, now + policy.results_lifetime));
+    recorded = fulfilment_recorded::completed;
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return recorded;
+}
+
+result<std::size_t> engine::release_fulfilment_leases(std::string_view owner, timestamp now) {
+  OPENDSR_TRY(validate_owner(owner));
+  std::size_t released = 0;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto n = detail::release_fulfilment_leases(txn, owner, now);
+    if (!n) return std::move(n).error();
+    released = *n;
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return released;
+}
+
+result<std::vector<fulfilment_task_info>> engine::fulfilment_tasks() const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return list_fulfilments(**txn);
+}
+
+result<results_link> engine::results(std::string_view workspace, std::string_view token, timestamp now) const {
+  OPENDSR_TRY(validate_workspace(workspace));
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  auto entry = find_results(**txn, token);
+  if (!entry) return std::move(entry).error();
+  if (!*entry) return error(errc::not_found, "There are no such results.");
+  auto r = load(**txn, (*entry)->ref);
+  if (!r && r.error() == errc::not_found) return error(errc::storage_corrupt, "A results token names a request that is not stored.");
+  if (!r) return std::move(r).error();
+  if (r->workspace != workspace) return error(errc::not_found, "There are no such results.");
+  return results_link{r->subject_request_id, (*entry)->expires, now >= (*entry)->expires};
+}
+
+result<std::vector<std::string>> engine::expired_results(timestamp now, std::size_t max) const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return detail::expired_results(**txn, now, max);
+}
+
+result<std::size_t> engine::forget_expired_results(std::span<const std::string> tokens) {
+  std::size_t forgotten = 0;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    forgotten = 0;
+    for (const std::string& token : tokens) {
+      auto was = forget_expiry(txn, token);
+      if (!was) return std::move(was).error();
+      forgotten += *was ? 1 : 0;
+    }
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return forgotten;
 }
 
 }  // namespace opendsr

@@ -76,7 +76,7 @@ result<void> admit(write_transaction& txn, const engine_options& options, const 
     byte_writer(count).varint(members + 1);
     OPENDSR_TRY(txn.put(count_key, count));
   }
-  return write_status(txn, options.timing, r, ref, std::nullopt, r.received_time);
+  return write_status(txn, options, r, ref, std::nullopt, r.received_time);
 }
 
 }  // namespace opendsr::detail

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <opendsr/engine_options.hpp>
-#include <opendsr/fulfilment.hpp>
 #include <opendsr/result.hpp>
 #include <opendsr/storage.hpp>
 #include <opendsr/time.hpp>
@@ -21,18 +20,22 @@ namespace opendsr::detail {
 // Stores r in its current status with what that status causes: its timer moved from
 // `old_timer` (nullopt: a new request) to timer_due(r), its conflict index entry removed if the
 // status is terminal, and its outbound work written (callbacks due at the first flush not before
-// `now`).
-// `ref` is keys::request_ref(r.workspace, r.subject_request_id).
-result<void> write_status(write_transaction& txn, const timing_policy& timing, const request_record& r,
+// `now`, and the fulfilment task queued or dropped). A terminal status's record is stored without
+// its body. `ref` is keys::request_ref(r.workspace, r.subject_request_id).
+result<void> write_status(write_transaction& txn, const engine_options& options, const request_record& r,
                           std::string_view ref, std::optional<timestamp> old_timer, timestamp now);
 
 // Moves r from its status by `event` at `now` (guard() decides) and writes the result.
-result<void> apply_event(write_transaction& txn, const timing_policy& timing, request_record& r,
+result<void> apply_event(write_transaction& txn, const engine_options& options, request_record& r,
                          lifecycle_event event, timestamp now);
 
-// Performs every timed transition of r due at or before `now`, in order, polling `fulfil` for
-// completions. Returns how many status changes happened.
-result<std::size_t> catch_up(write_transaction& txn, const timing_policy& timing, fulfilment& fulfil,
-                             request_record& r, timestamp now);
+// Performs every timed transition of r due at or before `now`, in order. At
+// expected_completion_time a request completes (fulfilment_mode::scheduled) or, its task not
+// done, has its estimate moved (tasks). Returns how many status changes happened.
+result<std::size_t> catch_up(write_transaction& txn, const engine_options& options, request_record& r, timestamp now);
+
+// Completes an in_progress request whose fulfilment is done, with its results link.
+result<void> complete_fulfilled(write_transaction& txn, const engine_options& options, request_record& r,
+                                std::optional<std::string> results_url, timestamp now);
 
 }  // namespace opendsr::detail

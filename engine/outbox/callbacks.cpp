@@ -1,6 +1,7 @@
 #include "outbox/callbacks.hpp"
 
-#include "common/sha256.hpp"
+#include "outbox/backoff.hpp"
+
 #include "render/documents.hpp"
 #include "store/codec.hpp"
 
@@ -33,22 +34,6 @@ result<keys::callback_position> position_of(std::string_view entry_key) {
 }
 
 std::string_view owner_of(std::string_view lease) { return lease.substr(0, lease.find('\n')); }
-
-// The backoff after the attempts-th failure: uniform in [min, min(max, first * 2^(attempts-1))],
-// drawn from a hash of the entry and the attempt so that it is reproducible and yet spreads
-// callbacks that failed together.
-std::chrono::microseconds backoff(const callback_delivery_policy& p, std::string_view entry_key, std::uint32_t attempts) {
-  std::int64_t cap = p.first_retry_delay.count();
-  for (std::uint32_t i = 1; i < attempts && cap < p.max_retry_delay.count(); ++i) cap *= 2;
-  cap = std::clamp(cap, p.min_retry_delay.count(), p.max_retry_delay.count());
-  std::string seed(entry_key);
-  seed += std::to_string(attempts);
-  const sha256_digest d = sha256(seed);
-  std::uint64_t r = 0;
-  for (int i = 0; i < 8; ++i) r = r << 8 | d[static_cast<std::size_t>(i)];
-  const auto span = static_cast<std::uint64_t>(cap - p.min_retry_delay.count());
-  return std::chrono::microseconds(p.min_retry_delay.count() + static_cast<std::int64_t>(span == 0 ? 0 : r % (span + 1)));
-}
 
 // A chain head found through its due key, checked to be scheduled there.
 struct scheduled_entry {
@@ -249,7 +234,7 @@ result<void> record_callback_outcome(write_transaction& txn, const callback_deli
     ++report.dead_lettered;
     return settle_chain(txn, at->ref, at->url_index, now);
   }
-  e.retry_at = now + backoff(policy, outcome.entry_key, e.attempts);
+  e.retry_at = now + backoff({policy.min_retry_delay, policy.first_retry_delay, policy.max_retry_delay}, outcome.entry_key, e.attempts);
   OPENDSR_TRY(txn.put(outcome.entry_key, encode_callback_entry(e)));
   ++report.retried;
   return settle_chain(txn, at->ref, at->url_index, now);

@@ -49,6 +49,26 @@ bool is_request_ref(std::string_view ref) noexcept {
 
 std::string schema_key() { return prefix(table::meta) + "schema"; }
 
+std::string results_key_key() { return prefix(table::meta) + "results-key"; }
+
+std::string fulfilment_key(std::string_view ref) { return prefix(table::fulfilment).append(ref); }
+
+std::string fulfilment_due_key(timestamp due, std::string_view ref) {
+  std::string key = prefix(table::fulfilment_due);
+  append_time(key, due);
+  key += ref;
+  return key;
+}
+
+std::string results_key(std::string_view token) { return prefix(table::results).append(token); }
+
+std::string results_expiry_key(timestamp expires, std::string_view token) {
+  std::string key = prefix(table::results_expiry);
+  append_time(key, expires);
+  key += token;
+  return key;
+}
+
 std::string request_key(std::string_view ref) { return prefix(table::request).append(ref); }
 
 std::string conflict_key(std::string_view workspace, request_type type, const sha256_digest& canonical_digest) {
@@ -170,6 +190,18 @@ std::optional<timer_key_parts> parse_timer_key(std::string_view key) noexcept {
   std::string_view ref = key.substr(1 + time_size);
   if (!is_request_ref(ref)) return std::nullopt;
   return timer_key_parts{read_time(key.substr(1)), ref};
+}
+
+std::optional<fulfilment_due_parts> parse_fulfilment_due_key(std::string_view key) noexcept {
+  if (key.size() < 1 + time_size || key[0] != static_cast<char>(table::fulfilment_due)) return std::nullopt;
+  std::string_view ref = key.substr(1 + time_size);
+  if (!is_request_ref(ref)) return std::nullopt;
+  return fulfilment_due_parts{read_time(key.substr(1)), ref};
+}
+
+std::optional<results_expiry_parts> parse_results_expiry_key(std::string_view key) noexcept {
+  if (key.size() <= 1 + time_size || key[0] != static_cast<char>(table::results_expiry)) return std::nullopt;
+  return results_expiry_parts{read_time(key.substr(1)), key.substr(1 + time_size)};
 }
 
 std::optional<outbox_v1_key_parts> parse_outbox_v1_key(std::string_view key) noexcept {

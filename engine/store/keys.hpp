@@ -33,6 +33,10 @@ enum class table : char {
   callback = 'b',      // b ref url_index history_index          -> a callback entry (outbox/callbacks.hpp)
   callback_due = 'q',  // q due(8) ref url_index history_index   -> "" for each chain head to send then
   callback_dead = 'l', // l ref url_index history_index          -> "" for each dead-lettered callback
+  fulfilment = 'f',      // f ref                             -> fulfilment task (outbox/fulfilment_tasks.hpp)
+  fulfilment_due = 'k',  // k due(8) ref                      -> "" (next attempt, or lease expiry)
+  results = 'x',         // x token                           -> expires(8) ref of the request it names
+  results_expiry = 'y',  // y expires(8) token                -> "" until the package is deleted
   // Schema 1's outbox (o due(8) ref history_index url_index -> url, body): engine::open moves it
   // to the three tables above; a schema-2 store holds none.
   outbox_v1 = 'o',
@@ -46,11 +50,14 @@ enum class table : char {
   subject_event = 'e',     // e ws mpid(8) seq(8)             -> one event (JSON)
   subject_config = 's',    // s ws                            -> the workspace's identity configuration
   subject_key = 'h',       // h                               -> the erasure receipts' hash key
+  subject_tombstone = 'd', // d ws mpid(8)                    -> the erasure receipt of an erased profile
 };
 
 // The version of the key schema and value formats, stored under schema_key(). engine::open
-// upgrades a store of version 1 (outbox_v1) in place; any other version is refused.
-inline constexpr char schema_version = 2;
+// upgrades a store of version 1 (outbox_v1) or 2 (before fulfilment tasks) in place; any other
+// version is refused.
+inline constexpr char schema_version = 3;
+inline constexpr char schema_version_2 = 2;
 inline constexpr char schema_version_1 = 1;
 
 // Strings up to this many bytes are stored in keys as they are; longer ones as their SHA-256.
@@ -70,6 +77,8 @@ std::string request_ref(std::string_view workspace, std::string_view id);
 bool is_request_ref(std::string_view ref) noexcept;
 
 std::string schema_key();
+// m "results-key" -> the 32 random bytes results tokens are an HMAC under.
+std::string results_key_key();
 std::string request_key(std::string_view ref);
 std::string conflict_key(std::string_view workspace, request_type type, const sha256_digest& canonical_digest);
 std::string group_count_key(std::string_view workspace, std::string_view group_id);
@@ -91,6 +100,11 @@ std::string callback_due_key(timestamp due, const callback_position& at);
 std::string callback_dead_key(const callback_position& at);
 // Schema 1 only (the migration reads it; tests write it).
 std::string outbox_v1_key(timestamp due, std::string_view ref, std::uint8_t history_index, std::uint8_t url_index);
+
+std::string fulfilment_key(std::string_view ref);
+std::string fulfilment_due_key(timestamp due, std::string_view ref);
+std::string results_key(std::string_view token);
+std::string results_expiry_key(timestamp expires, std::string_view token);
 
 // The first byte of every key of a table, as a scan prefix.
 std::string prefix(table t);
@@ -115,6 +129,19 @@ struct callback_due_parts {
   callback_position at;
 };
 std::optional<callback_due_parts> parse_callback_due_key(std::string_view key) noexcept;
+
+// Split a fulfilment_due or results_expiry key (the views point into `key`); nullopt iff it is
+// not one.
+struct fulfilment_due_parts {
+  timestamp due;
+  std::string_view ref;
+};
+std::optional<fulfilment_due_parts> parse_fulfilment_due_key(std::string_view key) noexcept;
+struct results_expiry_parts {
+  timestamp expires;
+  std::string_view token;
+};
+std::optional<results_expiry_parts> parse_results_expiry_key(std::string_view key) noexcept;
 
 struct outbox_v1_key_parts {
   timestamp due;

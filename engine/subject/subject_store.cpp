@@ -7,6 +7,8 @@
 //   e ws mpid(8) seq(8)              -> event JSON
 //   s ws                             -> identity configuration: u8 version, 3 x (varint n, n x u8)
 //   h                                -> the tombstone hash key (32 random bytes), when not given
+//   d ws mpid(8)                     -> the erasure receipt (tombstone) of an erased profile:
+//                                       bytes key_id, varint events_erased, varint n, n x bytes hash
 // ws and norm_value are key components (store/keys.hpp: inline up to 64 bytes, else SHA-256).
 // mpid is 8 bytes big-endian with the sign bit flipped, seq 8 bytes big-endian, so both order.
 #include <opendsr/subject_data.hpp>
@@ -84,6 +86,23 @@ std::string event_key(std::string_view events_prefix, std::uint64_t seq) {
   return k;
 }
 std::string config_key(std::string_view ws) { return table_prefix(keys::table::subject_config, ws); }
+// The tombstone stays where the profile was: table d instead of p.
+std::string tombstone_record_key(std::string_view ws, profile_id id) {
+  std::string key = profile_key(ws, id);
+  key[0] = static_cast<char>(keys::table::subject_tombstone);
+  return key;
+}
+
+std::string encode_receipt(const erasure_receipt& r) {
+  std::string out;
+  detail::byte_writer w(out);
+  w.bytes(r.key_id);
+  w.varint(r.events_erased);
+  w.varint(r.identity_hashes.size());
+  for (const std::string& h : r.identity_hashes) w.bytes(h);
+  return out;
+}
+
 std::string hash_key_key() { return std::string(1, static_cast<char>(keys::table::subject_key)); }
 
 // ---- normalisation ----
@@ -250,30 +269,6 @@ std::string hex(std::string_view bytes) {
   return out;
 }
 
-// HMAC-SHA-256 (RFC 2104).
-detail::sha256_digest hmac_sha256(std::string_view key, std::string_view message) {
-  std::array<unsigned char, 64> block{};
-  if (key.size() > block.size()) {
-    const auto d = detail::sha256(key);
-    std::copy(d.begin(), d.end(), block.begin());
-  } else {
-    std::copy(key.begin(), key.end(), block.begin());
-  }
-  std::string ipad(64, '\0'), opad(64, '\0');
-  for (std::size_t i = 0; i < 64; ++i) {
-    ipad[i] = static_cast<char>(block[i] ^ 0x36);
-    opad[i] = static_cast<char>(block[i] ^ 0x5c);
-  }
-  detail::sha256_hasher inner;
-  inner.update(ipad);
-  inner.update(message);
-  const auto inner_digest = inner.finish();
-  detail::sha256_hasher outer;
-  outer.update(opad);
-  outer.update(detail::as_bytes(inner_digest));
-  return outer.finish();
-}
-
 // ---- the store ----
 
 class storage_subject_data final : public subject_data {
@@ -432,12 +427,12 @@ class storage_subject_data final : public subject_data {
     erasure_receipt receipt;
     receipt.key_id = hex(detail::as_bytes(detail::sha256(*key)).substr(0, 8));
     receipt.identity_hashes.push_back(
-        hex(detail::as_bytes(hmac_sha256(*key, "mpid:" + std::to_string(id)))));
+        hex(detail::as_bytes(detail::hmac_sha256(*key, "mpid:" + std::to_string(id)))));
     for (const auto& i : p->identities) {
       const std::string norm = normalise(i.type, i.value);
       OPENDSR_TRY(t.erase(identity_key(ws, i.type, norm, id)));
       receipt.identity_hashes.push_back(
-          hex(detail::as_bytes(hmac_sha256(*key, std::string(internal_name(i.type)) + ":" + norm))));
+          hex(detail::as_bytes(detail::hmac_sha256(*key, std::string(internal_name(i.type)) + ":" + norm))));
     }
     std::sort(receipt.identity_hashes.begin(), receipt.identity_hashes.end());
     receipt.identity_hashes.erase(std::unique(receipt.identity_hashes.begin(), receipt.identity_hashes.end()),
@@ -449,6 +444,7 @@ class storage_subject_data final : public subject_data {
       if (*gone) ++receipt.events_erased;
     }
     OPENDSR_TRY(t.erase(profile_key(ws, id)));
+    OPENDSR_TRY(t.put(tombstone_record_key(ws, id), encode_receipt(receipt)));
     OPENDSR_TRY(t.commit());
     return receipt;
   }

@@ -23,13 +23,13 @@
 // whole transaction, up to engine_options::max_transaction_attempts times.
 //
 // Thread safety: every method may be called from any thread, concurrently; the storage
-// serializes writers. Ownership: the engine refers to the storage (and to the fulfilment in the
-// options), which must outlive it.
+// serializes writers. Ownership: the engine refers to the storage, which must outlive it.
 #pragma once
 
 #include <opendsr/callback_delivery.hpp>
 #include <opendsr/documents.hpp>
 #include <opendsr/engine_options.hpp>
+#include <opendsr/fulfilment.hpp>
 #include <opendsr/result.hpp>
 #include <opendsr/storage.hpp>
 #include <opendsr/time.hpp>
@@ -70,6 +70,13 @@ class prepared_submission {
 };
 
 // What one tick() did.
+// What a results token names (results_store.hpp's tokens; engine::results).
+struct results_link {
+  std::string subject_request_id;
+  timestamp expires;  // completion + fulfilment_policy::results_lifetime
+  bool expired = false;
+};
+
 struct tick_report {
   std::size_t transitions = 0;        // status changes performed
   std::optional<timestamp> next_due;  // as next_due() after the tick
@@ -128,8 +135,9 @@ class engine {
   // transactions of at most tick_batch_size timers each.
   result<tick_report> tick(timestamp now);
 
-  // When tick() or the callback dispatcher next has work: the earliest lifecycle timer, callback
-  // due (first attempt or retry) or callback lease expiry; nullopt if none.
+  // When tick(), the callback dispatcher or the fulfilment runner next has work: the earliest
+  // lifecycle timer, callback due (first attempt, retry or lease expiry), fulfilment task due
+  // (the same) or results expiry; nullopt if none.
   result<std::optional<timestamp>> next_due() const;
 
   // ---- Callback delivery (<opendsr/callback_delivery.hpp>) ----
@@ -161,6 +169,35 @@ class engine {
 
   // Counts of the callback queue, for metrics (scans the outbox).
   result<callback_queue_stats> callback_queue() const;
+
+  // ---- Fulfilment (<opendsr/fulfilment.hpp>, fulfilment_mode::tasks) ----
+
+  // Claims up to `max` fulfilment tasks due at or before `now`, in due order, for `owner` (as
+  // claim_callbacks), each leased for options().fulfilment.lease, in one write transaction.
+  result<std::vector<claimed_fulfilment>> claim_fulfilments(timestamp now, std::size_t max, std::string_view owner);
+
+  // Records a claimed job's outcome at `now`, in one write transaction: done completes the
+  // request (its callbacks queued, its results token indexed to expire results_lifetime later);
+  // an error schedules the task after a backoff. A lost lease records nothing (stale).
+  result<fulfilment_recorded> record_fulfilment(const fulfilment_outcome& outcome, timestamp now);
+
+  // Makes every task leased by `owner` due at `now` (as release_callback_leases). Returns how many.
+  result<std::size_t> release_fulfilment_leases(std::string_view owner, timestamp now);
+
+  // Every fulfilment task, in due order (operators, metrics).
+  result<std::vector<fulfilment_task_info>> fulfilment_tasks() const;
+
+  // What the results token names, for a download by `workspace` at `now`. errc::not_found if the
+  // token names nothing, or a request of another workspace (indistinguishable on purpose).
+  result<results_link> results(std::string_view workspace, std::string_view token, timestamp now) const;
+
+  // Up to `max` results tokens whose package expired at or before `now`, in expiry order: delete
+  // each package, then forget_expired_results().
+  result<std::vector<std::string>> expired_results(timestamp now, std::size_t max) const;
+
+  // Records that these packages are deleted (their links keep answering 410). Returns how many
+  // were pending deletion.
+  result<std::size_t> forget_expired_results(std::span<const std::string> tokens);
 
  private:
   struct impl;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <opendsr/callback_delivery.hpp>
+#include <opendsr/fulfilment.hpp>
 #include <opendsr/request.hpp>
 
 #include <chrono>
@@ -11,8 +12,6 @@
 #include <vector>
 
 namespace opendsr {
-
-class fulfilment;
 
 // When requests move through their lifecycle (docs/engine.md, "Timing policy"). All times UTC.
 //   erasure:             processing starts at ceil_midnight(received + erasure_waiting_period)
@@ -50,8 +49,9 @@ struct engine_options {
   // How often one operation runs its transaction when commits report errc::storage_conflict.
   // REQUIRES: >= 1. Default: 8.
   unsigned max_transaction_attempts = 8;
-  // Finishes requests in progress; not owned. Default (nullptr): scheduled_completion.
-  opendsr::fulfilment* fulfilment = nullptr;
+  // How requests in progress are fulfilled (<opendsr/fulfilment.hpp>). Default: scheduled
+  // completion, without results.
+  fulfilment_policy fulfilment;
 };
 
 }  // namespace opendsr

@@ -1,8 +1,7 @@
 // The engine on the memory adapter: lifecycles across 21 simulated days, intake boundaries
 // (duplicate, conflict, group), cancellation, the documents' exact bytes, restart, fault
-// injection and the fulfilment seam.
+// injection and fulfilment tasks.
 #include <opendsr/engine.hpp>
-#include <opendsr/fulfilment.hpp>
 
 #include "../support/engine_fixture.hpp"
 #include "../support/faulty_storage.hpp"
@@ -430,14 +429,14 @@ TEST_F(EngineTest, WorkspaceMustBeNonEmptyUtf8) {
     EXPECT_EQ(e.group(bad, "g").error().code(), errc::invalid_argument);
     EXPECT_EQ(e.cancel(bad, uuid_v4(1), seed_received).error().code(), errc::invalid_argument);
   }
-  EXPECT_EQ(testing::key_count(store_), 1u);  // the schema entry only
+  EXPECT_EQ(testing::key_count(store_), 2u);  // the schema entry and the results key only
 }
 
 TEST_F(EngineTest, InvalidBodiesAreRefusedBeforeStorage) {
   engine e = open();
   EXPECT_EQ(e.submit(ws, "{", seed_received).error().code(), errc::invalid_json);
   EXPECT_EQ(e.submit(ws, R"({"regulation":"gdpr"})", seed_received).error().code(), errc::invalid_request);
-  EXPECT_EQ(testing::key_count(store_), 1u);
+  EXPECT_EQ(testing::key_count(store_), 2u);  // the schema entry and the results key
 }
 
 TEST_F(EngineTest, BatchRunsInOneTransactionWithOneResultEach) {
@@ -593,82 +592,192 @@ TEST_F(EngineTest, LateTickCatchesUpEveryDueTransition) {
   expect_consistent();
 }
 
-// A fulfilment that needs more time once, then completes access requests with a link.
-class scripted_fulfilment final : public fulfilment {
- public:
-  fulfilment_outcome poll(const fulfilment_job& job, timestamp now) override {
-    jobs.push_back({std::string(job.controller_id), std::string(job.subject_request_id), job.type,
-                    std::string(job.body), job.expected_completion_time, now});
-    if (jobs.size() == 1) return fulfilment_pending{job.expected_completion_time + std::chrono::days(1)};
-    return fulfilment_done{"https://results.example/" + std::string(job.subject_request_id)};
-  }
-  struct seen {
-    std::string controller_id, id;
-    request_type type;
-    std::string body;
-    timestamp scheduled, now;
-  };
-  std::vector<seen> jobs;
-};
-
-TEST_F(EngineTest, FulfilmentDecidesCompletion) {
-  scripted_fulfilment f;
+engine_options task_options() {
   engine_options o = testing::test_options();
-  o.fulfilment = &f;
-  engine e = open(o);
-  const std::string body = make_body({.id = uuid_v4(1), .type = "access", .callback_urls = {"https://a.example/cb"}});
-  ASSERT_TRUE(e.submit(ws, body, seed_received));
+  o.fulfilment.mode = fulfilment_mode::tasks;
+  return o;
+}
+
+TEST_F(EngineTest, ScheduledModeCompletesWithoutTasks) {
+  engine e = open();
+  ASSERT_TRUE(e.submit(ws, make_body({.id = uuid_v4(1), .type = "access"}), seed_received));
+  ASSERT_TRUE(e.tick(at("2021-12-02T00:00:00Z")));
+  EXPECT_EQ(e.status(ws, uuid_v4(1))->status, request_status::in_progress);
+  EXPECT_TRUE(e.fulfilment_tasks()->empty());
+  EXPECT_TRUE(e.claim_fulfilments(at("2021-12-02T00:00:00Z"), 10, "host")->empty());
   ASSERT_TRUE(e.tick(at("2021-12-04T00:00:00Z")));
-  ASSERT_EQ(f.jobs.size(), 1u);
-  EXPECT_EQ(f.jobs[0].controller_id, ws);
-  EXPECT_EQ(f.jobs[0].id, uuid_v4(1));
-  EXPECT_EQ(f.jobs[0].type, request_type::access);
-  EXPECT_EQ(f.jobs[0].body, body);
-  EXPECT_EQ(f.jobs[0].scheduled, at("2021-12-04T00:00:00Z"));
-  // Not done: still in progress, with the revised estimate, and no callback for it.
-  auto s = e.status(ws, uuid_v4(1)).value();
-  EXPECT_EQ(s.status, request_status::in_progress);
-  EXPECT_EQ(s.expected_completion_time, at("2021-12-05T00:00:00Z"));
-  EXPECT_EQ(testing::queued_callbacks(store_, ws, uuid_v4(1)).size(), 2u);
-  EXPECT_EQ(e.next_due().value(), at("2021-11-29T18:30:00Z"));  // the creation's callback
-  EXPECT_EQ(testing::deliver_due(e, at("2021-12-04T00:00:00Z")), 2u);  // it, then the next of its chain
-  EXPECT_EQ(e.next_due().value(), at("2021-12-05T00:00:00Z"));
+  const auto s = e.status(ws, uuid_v4(1)).value();
+  EXPECT_EQ(s.status, request_status::completed);
+  EXPECT_EQ(s.results_url, std::nullopt);
+  expect_consistent();  // includes: the ended request keeps no body
+}
+
+TEST_F(EngineTest, TaskIsQueuedAtProcessingStartAndCompletesWhenRecorded) {
+  engine e = open(task_options());
+  const std::string body = make_body({.id = uuid_v4(1), .type = "access",
+                                      .identities = {{"email", "a@example.com"}, {"controller_customer_id", "c-1"}},
+                                      .callback_urls = {"https://a.example/cb"}});
+  ASSERT_TRUE(e.submit(ws, body, seed_received));
+  EXPECT_TRUE(e.claim_fulfilments(at("2021-11-30T00:00:00Z"), 10, "host")->empty());  // still pending
+  const timestamp start = at("2021-12-02T00:00:00Z");  // Thursday: access runs
+  ASSERT_TRUE(e.tick(start));
+  auto tasks = e.fulfilment_tasks().value();
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].subject_request_id, uuid_v4(1));
+  EXPECT_EQ(tasks[0].due, start);
+  EXPECT_FALSE(tasks[0].claimed);
+  EXPECT_EQ(e.next_due().value(), at("2021-11-29T18:30:00Z"));  // the creation's callback comes first
   expect_consistent();
 
-  ASSERT_TRUE(e.tick(at("2021-12-05T00:00:00Z")));
-  s = e.status(ws, uuid_v4(1)).value();
+  auto claimed = e.claim_fulfilments(start + 1s, 10, "host").value();
+  ASSERT_EQ(claimed.size(), 1u);
+  const fulfilment_job& job = claimed[0].job;
+  EXPECT_EQ(job.controller_id, ws);
+  EXPECT_EQ(job.subject_request_id, uuid_v4(1));
+  EXPECT_EQ(job.type, request_type::access);
+  ASSERT_EQ(job.identities.size(), 2u);  // parsed: in parse_request's order
+  EXPECT_EQ(job.identities[0].type, identity_type::controller_customer_id);
+  EXPECT_EQ(job.identities[0].value, "c-1");
+  EXPECT_EQ(job.identities[1].type, identity_type::email);
+  EXPECT_EQ(job.identities[1].value, "a@example.com");
+  EXPECT_EQ(job.received_time, seed_received);
+  EXPECT_EQ(job.attempt, 1u);
+  EXPECT_EQ(job.results_token.size(), 32u);
+  EXPECT_EQ(job.results_token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+            std::string::npos);
+  EXPECT_TRUE(e.claim_fulfilments(start + 2s, 10, "host")->empty());  // leased
+  EXPECT_TRUE(e.fulfilment_tasks().value()[0].claimed);
+  expect_consistent();
+
+  // A wrong lease records nothing.
+  EXPECT_EQ(e.record_fulfilment({std::string(ws), uuid_v4(1), "other\n1", fulfilment_done{}}, start + 3s).value(),
+            fulfilment_recorded::stale);
+  const timestamp done_at = start + 1h;
+  const std::string url = "https://dsr.example/v3/results/" + job.results_token;
+  EXPECT_EQ(e.record_fulfilment({std::string(ws), uuid_v4(1), claimed[0].lease, fulfilment_done{url}}, done_at).value(),
+            fulfilment_recorded::completed);
+  auto s = e.status(ws, uuid_v4(1)).value();
   EXPECT_EQ(s.status, request_status::completed);
-  EXPECT_EQ(s.results_url, "https://results.example/" + uuid_v4(1));
-  EXPECT_NE(s.body.find(R"("results_url":"https://results.example/)"), std::string::npos);
+  EXPECT_EQ(s.results_url, url);
+  EXPECT_TRUE(e.fulfilment_tasks()->empty());
   const auto queued = testing::queued_callbacks(store_, ws, uuid_v4(1));
-  ASSERT_EQ(queued.size(), 1u);  // the two before it were delivered
-  EXPECT_EQ(queued[0].history_index, 2);
-  EXPECT_NE(queued[0].body.find(R"("results_url":"https://results.example/)"), std::string::npos);
+  ASSERT_FALSE(queued.empty());
+  EXPECT_NE(queued.back().body.find(R"("request_status":"completed")"), std::string::npos);
+  EXPECT_NE(queued.back().body.find(job.results_token), std::string::npos);
+  // Recording again (a duplicate report) is stale: the task is gone.
+  EXPECT_EQ(e.record_fulfilment({std::string(ws), uuid_v4(1), claimed[0].lease, fulfilment_done{url}}, done_at).value(),
+            fulfilment_recorded::stale);
+  expect_consistent();
+
+  // The link: this workspace only, valid for 7 days after completion, then expired.
+  const results_link link = e.results(ws, job.results_token, done_at + std::chrono::days(6)).value();
+  EXPECT_EQ(link.subject_request_id, uuid_v4(1));
+  EXPECT_EQ(link.expires, done_at + std::chrono::days(7));
+  EXPECT_FALSE(link.expired);
+  EXPECT_TRUE(e.results(ws, job.results_token, done_at + std::chrono::days(7))->expired);
+  EXPECT_EQ(e.results("other", job.results_token, done_at).error().code(), errc::not_found);
+  EXPECT_EQ(e.results(ws, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", done_at).error().code(), errc::not_found);
+  // Expiry is a timer: next_due reaches it once the callbacks are out.
+  EXPECT_TRUE(e.expired_results(done_at + std::chrono::days(7) - 1us, 10)->empty());
+  testing::deliver_due(e, done_at + std::chrono::days(1));
+  EXPECT_EQ(e.next_due().value(), done_at + std::chrono::days(7));
+  const std::vector<std::string> due = e.expired_results(done_at + std::chrono::days(7), 10).value();
+  ASSERT_EQ(due, std::vector<std::string>{job.results_token});
+  EXPECT_EQ(e.forget_expired_results(due).value(), 1u);
+  EXPECT_EQ(e.forget_expired_results(due).value(), 0u);
+  EXPECT_TRUE(e.expired_results(done_at + std::chrono::days(8), 10)->empty());
+  EXPECT_TRUE(e.results(ws, job.results_token, done_at + std::chrono::days(8))->expired);  // 410, not 404
+  EXPECT_EQ(e.next_due().value(), std::nullopt);
   expect_consistent();
 }
 
-// A fulfilment that always asks to be polled again "now": one tick polls each job once.
-class stalling_fulfilment final : public fulfilment {
- public:
-  fulfilment_outcome poll(const fulfilment_job&, timestamp now) override {
-    ++polls;
-    return fulfilment_pending{now};
+TEST_F(EngineTest, TokensAreStablePerRequestAndDistinctAcrossRequests) {
+  engine e = open(task_options());
+  ASSERT_TRUE(e.submit(ws, make_body({.id = uuid_v4(1), .type = "access"}), seed_received));
+  ASSERT_TRUE(e.submit(ws, make_body({.id = uuid_v4(2), .type = "portability", .identities = {{"email", "b@example.com"}}}), seed_received));
+  ASSERT_TRUE(e.submit(ws, make_body({.id = uuid_v4(3), .identities = {{"email", "c@example.com"}}, .skip_waiting_period = true}), seed_received));
+  const timestamp start = at("2021-12-02T00:00:00Z");
+  ASSERT_TRUE(e.tick(start));
+  auto first = e.claim_fulfilments(start, 10, "host").value();
+  ASSERT_EQ(first.size(), 3u);
+  std::map<std::string, std::string> tokens;
+  for (const auto& c : first) tokens[c.job.subject_request_id] = c.job.results_token;
+  EXPECT_TRUE(tokens[uuid_v4(3)].empty());  // erasure: no results
+  EXPECT_NE(tokens[uuid_v4(1)], tokens[uuid_v4(2)]);
+  // The lease expires (the runner died): claimed again, attempt 2, the same token.
+  auto again = e.claim_fulfilments(start + std::chrono::minutes(30), 10, "host").value();
+  ASSERT_EQ(again.size(), 3u);
+  for (const auto& c : again) {
+    EXPECT_EQ(c.job.attempt, 2u);
+    EXPECT_EQ(c.job.results_token, tokens[c.job.subject_request_id]);
   }
-  int polls = 0;
-};
+  // The old lease is stale; the new one counts.
+  EXPECT_EQ(e.record_fulfilment({std::string(ws), uuid_v4(3), first[2].lease, fulfilment_done{}}, start + 31min).value(),
+            fulfilment_recorded::stale);
+  // Tokens survive a restart (the key is in the store).
+  engine reopened = open(task_options());
+  EXPECT_EQ(reopened.release_fulfilment_leases("host", start + 32min).value(), 3u);
+  const auto after_restart = reopened.claim_fulfilments(start + 32min, 10, "host").value();
+  ASSERT_EQ(after_restart.size(), 3u);
+  for (const auto& c : after_restart)
+    EXPECT_EQ(c.job.results_token, tokens[c.job.subject_request_id]);
+  expect_consistent();
+}
 
-TEST_F(EngineTest, FulfilmentAskingForNowIsPolledAgainNextTick) {
-  stalling_fulfilment f;
-  engine_options o = testing::test_options();
-  o.fulfilment = &f;
+TEST_F(EngineTest, FailedJobIsRetriedAfterBackoffAndOverdueEstimateMoves) {
+  engine_options o = task_options();
   engine e = open(o);
   ASSERT_TRUE(e.submit(ws, make_body({.id = uuid_v4(1), .skip_waiting_period = true}), seed_received));
-  const timestamp t = at("2021-12-02T00:00:00Z");
-  ASSERT_TRUE(e.tick(t));
-  EXPECT_EQ(f.polls, 1);
-  EXPECT_EQ(e.next_due().value(), t + 1us);
-  ASSERT_TRUE(e.tick(t + 1us));
-  EXPECT_EQ(f.polls, 2);
+  const timestamp start = at("2021-11-30T00:00:00Z");
+  ASSERT_TRUE(e.tick(start));
+  auto claimed = e.claim_fulfilments(start, 10, "host").value();
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(e.record_fulfilment({std::string(ws), uuid_v4(1), claimed[0].lease, error(errc::storage_io, "disk full")}, start).value(),
+            fulfilment_recorded::retrying);
+  auto tasks = e.fulfilment_tasks().value();
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].attempts, 1u);
+  EXPECT_EQ(tasks[0].last_error, "disk full");
+  EXPECT_FALSE(tasks[0].claimed);
+  EXPECT_GE(tasks[0].due, start + o.fulfilment.min_retry_delay);
+  EXPECT_LE(tasks[0].due, start + o.fulfilment.first_retry_delay);
+  EXPECT_TRUE(e.claim_fulfilments(tasks[0].due - 1us, 10, "host")->empty());
+  expect_consistent();
+
+  // The estimate passes with the job not done: it moves a day on; the status stays.
+  const timestamp estimate = e.status(ws, uuid_v4(1))->expected_completion_time.value();
+  EXPECT_EQ(estimate, start + 48h);
+  ASSERT_EQ(e.tick(estimate).value().transitions, 0u);
+  auto s = e.status(ws, uuid_v4(1)).value();
+  EXPECT_EQ(s.status, request_status::in_progress);
+  EXPECT_EQ(s.expected_completion_time, estimate + 24h);
+  expect_consistent();
+
+  auto retried = e.claim_fulfilments(estimate, 10, "host").value();
+  ASSERT_EQ(retried.size(), 1u);
+  EXPECT_EQ(retried[0].job.attempt, 2u);
+  EXPECT_EQ(retried[0].job.identities.at(0).value, "subject@example.com");
+  EXPECT_EQ(e.record_fulfilment({std::string(ws), uuid_v4(1), retried[0].lease, fulfilment_done{}}, estimate + 1h).value(),
+            fulfilment_recorded::completed);
+  s = e.status(ws, uuid_v4(1)).value();
+  EXPECT_EQ(s.status, request_status::completed);
+  EXPECT_EQ(s.results_url, std::nullopt);
+  EXPECT_TRUE(e.expired_results(estimate + std::chrono::days(30), 10)->empty());  // an erasure has no results
+  expect_consistent();
+}
+
+TEST_F(EngineTest, SwitchingToTasksQueuesTheRequestsAlreadyInProgress) {
+  {
+    engine scheduled = open();
+    ASSERT_TRUE(scheduled.submit(ws, make_body({.id = uuid_v4(1), .skip_waiting_period = true}), seed_received));
+    ASSERT_TRUE(scheduled.tick(at("2021-11-30T00:00:00Z")));
+    EXPECT_TRUE(scheduled.fulfilment_tasks()->empty());
+  }
+  engine e = open(task_options());
+  const auto tasks = e.fulfilment_tasks().value();
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].subject_request_id, uuid_v4(1));
+  EXPECT_EQ(tasks[0].due, at("2021-11-30T00:00:00Z"));
   expect_consistent();
 }
 
@@ -691,6 +800,10 @@ TEST_F(EngineTest, OptionsAreValidated) {
   refused([](engine_options& o) { o.max_transaction_attempts = 0; }, "max_transaction_attempts");
   refused([](engine_options& o) { o.timing.callback_flush_interval = 0s; }, "callback_flush_interval");
   refused([](engine_options& o) { o.timing.access_run_days.clear(); }, "access_run_days");
+  refused([](engine_options& o) { o.fulfilment.lease = 0s; }, "fulfilment.lease");
+  refused([](engine_options& o) { o.fulfilment.min_retry_delay = 0s; }, "fulfilment retry delays");
+  refused([](engine_options& o) { o.fulfilment.results_lifetime = 0s; }, "fulfilment.results_lifetime");
+  refused([](engine_options& o) { o.fulfilment.overdue_extension = 0s; }, "fulfilment.overdue_extension");
   EXPECT_EQ(testing::key_count(store_), 0u);  // nothing written by a refused open
   engine_options small = testing::test_options();
   small.max_group_size = 2;
@@ -718,7 +831,7 @@ TEST_F(EngineTest, ForeignSchemaAndDamagedRecordsAreStorageCorrupt) {
   EXPECT_FALSE(testing::store_problems(store_).empty());
   {
     auto txn = store_.begin_write().value();
-    ASSERT_TRUE(txn->put(detail::keys::schema_key(), "\x03"));  // a future schema
+    ASSERT_TRUE(txn->put(detail::keys::schema_key(), "\x04"));  // a future schema
     ASSERT_TRUE(txn->commit());
   }
   EXPECT_EQ(engine::open(store_, testing::test_options()).error().code(), errc::storage_corrupt);
