@@ -3,11 +3,20 @@
 #include "lmdb/lmdb_env.hpp"
 #include "storage_keys.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstddef>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace opendsr {
 namespace detail {
@@ -287,6 +296,170 @@ class lmdb_write_transaction final : public write_transaction {
   write_log log_;
 };
 
+// --- Scrubbing the free list ------------------------------------------------------------
+//
+// LMDB's free list is the FREE_DBI (dbi 0): one record per transaction that freed pages, keyed
+// by that transaction's id (a size_t), whose value is an MDB_IDL: a count n, then n page
+// numbers. A write transaction with id T may reuse the pages of a record whose key is less than
+// the oldest snapshot still referenced, min(T - 1, every live reader's txnid) (mdb_find_oldest
+// and mdb_page_alloc in mdb.c); the pages of record T - 1, freed by the last commit, are still
+// reachable from the previous meta page, and those of a reader's snapshot from that reader.
+
+// A page number as the free list stores it: LMDB 0.9's pgno_t (MDB_ID, a size_t; midl.h is not
+// installed). Builds with MDB_VL32 (32-bit with 64-bit files) are not supported.
+using pgno_t = std::size_t;
+
+constexpr MDB_dbi free_dbi = 0;
+
+// The smallest txnid of a live reader slot of the environment (any process), or
+// numeric_limits::max() if none. Reads the table as mdb_find_oldest does, through the one
+// public view of it, mdb_reader_list: "pid thread txnid" lines, "-" for an idle slot.
+std::size_t oldest_reader(MDB_env* env) {
+  std::size_t oldest = std::numeric_limits<std::size_t>::max();
+  mdb_reader_list(
+      env,
+      [](const char* line, void* ctx) -> int {
+        int pid = 0;
+        std::size_t thread = 0;
+        std::size_t txnid = 0;
+        if (std::sscanf(line, "%d %zx %zu", &pid, &thread, &txnid) == 3) {
+          auto& min = *static_cast<std::size_t*>(ctx);
+          min = std::min(min, txnid);
+        }
+        return 0;
+      },
+      &oldest);
+  return oldest;
+}
+
+// Visits each free-list record of txn: visit(txnid, page numbers, count). Returns 0 or an LMDB
+// error.
+template <class F>
+int for_each_free_record(MDB_txn* txn, F&& visit) {
+  MDB_cursor* cursor = nullptr;
+  if (int rc = mdb_cursor_open(txn, free_dbi, &cursor); rc != 0) return rc;
+  struct closer {
+    MDB_cursor* c;
+    ~closer() { mdb_cursor_close(c); }
+  } close{cursor};
+  MDB_val k;
+  MDB_val v;
+  int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != sizeof(std::size_t) || v.mv_size < sizeof(pgno_t)) return MDB_CORRUPTED;
+    std::size_t txnid;
+    std::memcpy(&txnid, k.mv_data, sizeof txnid);
+    pgno_t count;
+    std::memcpy(&count, v.mv_data, sizeof count);
+    if (v.mv_size < (count + 1) * sizeof(pgno_t)) return MDB_CORRUPTED;
+    visit(txnid, static_cast<const char*>(v.mv_data) + sizeof(pgno_t), count);
+  }
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+// Writes zeros over pages [first, first + count) of fd, never past its end. Returns 0 or errno.
+int zero_pages(int fd, std::size_t first, std::size_t count, std::size_t page_size,
+               off_t file_size) {
+  static constexpr std::size_t chunk = std::size_t{1} << 20;
+  static const std::vector<char> zeros(chunk, 0);
+  auto at = static_cast<off_t>(first * page_size);
+  const off_t end = std::min(file_size, static_cast<off_t>((first + count) * page_size));
+  while (at < end) {
+    const auto n = static_cast<std::size_t>(std::min<off_t>(end - at, chunk));
+    const ssize_t written = ::pwrite(fd, zeros.data(), n, at);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    at += written;
+  }
+  return 0;
+}
+
+// The header LMDB 0.9 puts at the start of every page (MDB_page in mdb.c; data format version
+// 1, the same in every 0.9 release): page number, padding, flags, then either the bounds of a
+// branch or leaf page's free space (lower: end of the slot array; upper: start of the records)
+// or an overflow run's page count.
+static_assert(MDB_VERSION_MAJOR == 0 && MDB_VERSION_MINOR == 9,
+              "the page layout read by the scrub is LMDB 0.9's; check it before upgrading");
+struct page_header {
+  std::uint64_t pgno;
+  std::uint16_t pad;
+  std::uint16_t flags;
+  std::uint16_t lower;
+  std::uint16_t upper;
+};
+static_assert(sizeof(page_header) == 16);
+constexpr std::uint16_t p_branch = 0x01;
+constexpr std::uint16_t p_leaf = 0x02;
+constexpr std::uint16_t p_overflow = 0x04;
+
+// Writes zeros over the free space inside each branch and leaf page in use, where it holds
+// anything else. LMDB builds a modified page in a buffer it reuses from pages it wrote before
+// and copies only the used parts into it, so that free space carries leftover bytes of other
+// pages, erased records among them, to disk. Nothing reads a page's free space: zeroing it
+// changes no reader's view, and a torn write leaves the page's used bytes as they were.
+// REQUIRES: the caller holds LMDB's write lock, so no page in use changes; is_free covers
+// pages [0, last]. Returns 0 or errno; counts the pages cleared.
+int clear_free_space(int fd, std::size_t page_size, std::size_t last,
+                     const std::vector<bool>& is_free, std::uint64_t& cleared) {
+  static const std::vector<char> zeros(65536, 0);
+  // Pages are read with pread in chunks (LMDB 0.9 does not expose its map's address).
+  constexpr std::size_t chunk_pages = 256;
+  std::vector<char> chunk(chunk_pages * page_size);
+  std::size_t chunk_first = 0;
+  std::size_t chunk_count = 0;  // pages of the chunk read so far
+  for (std::size_t p = 2; p <= last;) {  // pages 0 and 1 are the meta pages
+    if (is_free[p]) {
+      ++p;
+      continue;
+    }
+    if (p < chunk_first || p >= chunk_first + chunk_count) {
+      chunk_first = p;
+      chunk_count = std::min(chunk_pages, last + 1 - p);
+      const std::size_t want = chunk_count * page_size;
+      std::size_t got = 0;
+      while (got < want) {
+        const ssize_t n = ::pread(fd, chunk.data() + got, want - got,
+                                  static_cast<off_t>(chunk_first * page_size + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return errno;
+        if (n == 0) return EIO;  // the file is shorter than its last page: leave it be
+        got += static_cast<std::size_t>(n);
+      }
+    }
+    const char* page = chunk.data() + (p - chunk_first) * page_size;
+    page_header h;
+    std::memcpy(&h, page, sizeof h);
+    if (h.pgno != p) {  // not a page header: leave it alone
+      ++p;
+      continue;
+    }
+    if (h.flags == p_overflow) {  // a run of pages holding one value; LMDB zeroes its tail
+      std::uint32_t run;
+      std::memcpy(&run, page + offsetof(page_header, lower), sizeof run);
+      p += std::max<std::uint32_t>(run, 1);
+      continue;
+    }
+    const std::size_t at = p * page_size;
+    ++p;
+    if ((h.flags != p_branch && h.flags != p_leaf) || h.lower < sizeof h || h.lower > h.upper ||
+        h.upper > page_size || static_cast<std::size_t>(h.upper - h.lower) > zeros.size())
+      continue;
+    const char* gap = page + h.lower;
+    const std::size_t n = h.upper - h.lower;
+    if (std::all_of(gap, gap + n, [](char c) { return c == 0; })) continue;
+    for (;;) {
+      const ssize_t written = ::pwrite(fd, zeros.data(), n, static_cast<off_t>(at + h.lower));
+      if (written >= 0 && static_cast<std::size_t>(written) == n) break;
+      if (written < 0 && errno != EINTR) return errno;
+      if (written >= 0) return EIO;  // a short write inside the file: not expected
+    }
+    ++cleared;
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -309,6 +482,171 @@ result<std::unique_ptr<read_transaction>> lmdb_storage::begin_read() {
 
 result<std::unique_ptr<write_transaction>> lmdb_storage::begin_write() {
   return detail::lmdb_write_transaction::begin(*env_);
+}
+
+namespace detail {
+namespace {
+
+// One pass over the file while holding LMDB's write lock (txn, a write transaction of this
+// process's one writer): with zero_free, writes zeros over the free pages no snapshot can see;
+// always, clears the free space inside the pages in use. Adds to report; flushes what it wrote.
+result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free,
+                        lmdb_storage::scrub_report& report) {
+  MDB_env* handle = env.handle();
+  const auto self = std::this_thread::get_id();
+  // The oldest snapshot still referenced (mdb_find_oldest): records older than it are reusable.
+  const std::size_t oldest = std::min<std::size_t>(mdb_txn_id(txn) - 1, oldest_reader(handle));
+  std::vector<pgno_t> reusable;
+  std::vector<pgno_t> held;
+  auto append = [](std::vector<pgno_t>& to, const char* ids, pgno_t count) {
+    const std::size_t at = to.size();
+    to.resize(at + count);
+    std::memcpy(to.data() + at, ids, count * sizeof(pgno_t));
+  };
+  // LMDB opens cursors on the free list in read-only transactions only. This one sees the state
+  // the write transaction began with: no commit can come between them while we hold the lock.
+  auto reading = env.begin_txn(MDB_RDONLY);
+  if (!reading) return std::move(reading).error();
+  const int rc = for_each_free_record(*reading, [&](std::size_t txnid, const char* ids, pgno_t count) {
+    append(txnid < oldest ? reusable : held, ids, count);
+  });
+  env.end_txn(*reading, self);
+  if (rc != 0) return env.fail(rc, "reading the free list");
+
+  MDB_stat stat;
+  if (int r = mdb_env_stat(handle, &stat); r != 0) return env.fail(r, "reading the page size");
+  MDB_envinfo info;
+  if (int r = mdb_env_info(handle, &info); r != 0) return env.fail(r, "reading the last page");
+  int fd = -1;
+  if (int r = mdb_env_get_fd(handle, &fd); r != 0) return env.fail(r, "getting data.mdb's descriptor");
+  struct stat file;
+  if (::fstat(fd, &file) != 0) return env.fail(errno, "scrubbing (fstat)");
+  const std::size_t psize = stat.ms_psize;
+  const std::size_t last = info.me_last_pgno;
+  // Pages 0 and 1 are the meta pages and are never free; every page is within the file.
+  auto out_of_range = [&](pgno_t p) { return p < 2 || p > last; };
+  if ((last + 1) * psize > static_cast<std::size_t>(file.st_size) ||
+      std::any_of(reusable.begin(), reusable.end(), out_of_range) ||
+      std::any_of(held.begin(), held.end(), out_of_range))
+    return env.fail(MDB_CORRUPTED, "reading the free list");
+
+  std::uint64_t written = 0;
+  if (zero_free) {
+    std::sort(reusable.begin(), reusable.end());
+    reusable.erase(std::unique(reusable.begin(), reusable.end()), reusable.end());
+    for (std::size_t i = 0; i < reusable.size();) {
+      std::size_t j = i + 1;
+      while (j < reusable.size() && reusable[j] == reusable[j - 1] + 1) ++j;
+      if (int e = zero_pages(fd, reusable[i], j - i, psize, file.st_size); e != 0)
+        return env.fail(e, "scrubbing free pages (pwrite)");
+      i = j;
+    }
+    report.pages_scrubbed += reusable.size();
+    report.pages_held = held.size();
+    written += reusable.size();
+  }
+
+  std::vector<bool> is_free(last + 1, false);
+  for (pgno_t p : reusable) is_free[p] = true;
+  for (pgno_t p : held) is_free[p] = true;
+  std::uint64_t cleared = 0;
+  if (int e = clear_free_space(fd, psize, last, is_free, cleared); e != 0)
+    return env.fail(e, "clearing the free space of pages in use (pwrite)");
+  report.pages_cleared += cleared;
+  written += cleared;
+
+  if (written > 0 && ::fdatasync(fd) != 0) return env.fail(errno, "scrubbing (fdatasync)");
+  return {};
+}
+
+// Changes no key but makes txn dirty, so that committing it advances the transaction id: puts
+// and erases a key that is absent, or puts an existing key's own value back. Returns 0 or an
+// LMDB error.
+int touch(MDB_txn* txn, MDB_dbi dbi) {
+  std::string key(storage::max_key_size, '\xff');
+  MDB_val k = to_val(key);
+  MDB_val v{0, nullptr};
+  int rc = mdb_put(txn, dbi, &k, &v, MDB_NOOVERWRITE);
+  if (rc == 0) return mdb_del(txn, dbi, &k, nullptr);
+  if (rc != MDB_KEYEXIST) return rc;
+  const std::string same(to_view(v));  // v points at the stored value
+  MDB_val again = to_val(same);
+  return mdb_put(txn, dbi, &k, &again, 0);
+}
+
+}  // namespace
+}  // namespace detail
+
+result<lmdb_storage::scrub_report> lmdb_storage::scrub_free_pages() {
+  detail::lmdb_env& env = *env_;
+  const auto self = std::this_thread::get_id();
+  // This process's one writer, for the whole scrub: no write of ours comes between its steps.
+  env.acquire_writer();
+  struct writer_guard {
+    detail::lmdb_env& env;
+    ~writer_guard() { env.release_writer(); }
+  } release{env};
+
+  // 1. Is there anything to scrub, and did the last commit free pages? A read transaction's id
+  // is the last committed one.
+  std::size_t records = 0;
+  std::size_t newest = 0;
+  std::size_t last_commit = 0;
+  {
+    auto txn = env.begin_txn(MDB_RDONLY);
+    if (!txn) return std::move(txn).error();
+    last_commit = mdb_txn_id(*txn);
+    const int rc = detail::for_each_free_record(*txn, [&](std::size_t txnid, const char*, detail::pgno_t) {
+      ++records;
+      newest = std::max(newest, txnid);
+    });
+    env.end_txn(*txn, self);
+    if (rc != 0) return env.fail(rc, "reading the free list");
+  }
+  scrub_report report;
+  if (records == 0) return report;
+
+  // 2. The pages the last commit freed become reusable only after one more commit: commit one
+  // that changes no key. Its commit frees the pages it copies (the path to the key it touches),
+  // which stay held: clear their free space first, so that they hold live records only.
+  if (newest >= last_commit) {
+    for (;;) {
+      auto begun = env.begin_txn(0);
+      if (!begun) return std::move(begun).error();
+      MDB_txn* txn = *begun;
+      if (auto pass = detail::scrub_pass(env, txn, false, report); !pass) {
+        env.end_txn(txn, self);
+        return std::move(pass).error();
+      }
+      int rc = detail::touch(txn, env.dbi());
+      if (rc == 0) {
+        rc = mdb_txn_commit(txn);  // frees txn whatever it returns
+        env.end_txn(nullptr, self);
+      } else {
+        env.end_txn(txn, self);
+      }
+      if (rc == 0) break;
+      if (rc != MDB_MAP_FULL) return env.fail(rc, "committing a scrub");
+      OPENDSR_TRY(env.grow_map());
+    }
+  }
+
+  // 3. Holding LMDB's write lock (a write transaction, never committed), so that no writer
+  // reuses a page while it is being zeroed: zero the reusable free pages, and clear the free
+  // space of the pages step 2 wrote.
+  auto begun = env.begin_txn(0);
+  if (!begun) return std::move(begun).error();
+  struct txn_guard {
+    detail::lmdb_env& env;
+    MDB_txn* txn;
+    std::thread::id began_on;
+    ~txn_guard() { env.end_txn(txn, began_on); }
+  } abort{env, *begun, self};
+  // Step 2's commit must be on disk before the pages it made reusable are zeroed, even with
+  // sync_mode::no_sync: otherwise a machine crash could bring back a meta page that reaches them.
+  if (int rc = mdb_env_sync(env.handle(), 1); rc != 0) return env.fail(rc, "flushing before a scrub");
+  OPENDSR_TRY(detail::scrub_pass(env, *begun, true, report));
+  return report;
 }
 
 std::size_t lmdb_storage::map_size() const { return env_->map_size(); }

@@ -38,6 +38,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 
@@ -87,6 +88,47 @@ class lmdb_storage final : public storage {
 
   result<std::unique_ptr<read_transaction>> begin_read() override;
   result<std::unique_ptr<write_transaction>> begin_write() override;
+
+  // What scrub_free_pages() did.
+  struct scrub_report {
+    // Free pages overwritten with zeros (and flushed with fdatasync) by this call.
+    std::uint64_t pages_scrubbed = 0;
+    // Free pages left as they were because LMDB may not reuse them yet: a read transaction's
+    // snapshot (of this or another process) may still see them, or they were freed by the last
+    // commit, which the previous meta page still points at. They include the few pages the
+    // scrub's own commit frees (copies of live pages). A later scrub, once the readers have
+    // ended, zeroes them.
+    std::uint64_t pages_held = 0;
+    // Pages in use whose free space (the unused bytes inside a branch or leaf page, which LMDB
+    // writes out with whatever its reused page buffer held: leftovers of other pages, erased
+    // records among them) was overwritten with zeros.
+    std::uint64_t pages_cleared = 0;
+  };
+
+  // Overwrites with zeros every page on LMDB's free list that no snapshot can see any more, and
+  // the free space inside the pages in use, so that the bytes of erased keys and values do not
+  // stay in data.mdb. LMDB copies pages on write and has no secure delete: without this, a
+  // deleted value stays readable in the file (`strings data.mdb`). docs/erasure-at-rest.md says
+  // what this does and does not guarantee (open snapshots, the file system and SSDs, backups).
+  //
+  // When the last commit freed pages (an erasure just committed), the scrub first commits a
+  // write transaction that changes no key (a put and erase of an absent key, or a put of an
+  // existing key's own value), so that those pages become reusable. Then, holding LMDB's write
+  // lock, it writes zeros with pwrite(2) over the reusable free pages and over the non-zero free
+  // space of the branch and leaf pages in use, and flushes them. Every key and value reads back
+  // as before; the file does not grow (beyond the pages that one commit may take when no free
+  // page is reusable). Crash-safe: only free pages that neither meta page nor any reader's
+  // snapshot reaches, exactly those LMDB itself would overwrite next, and the unused bytes of
+  // pages in use, which nothing reads, are written; a crash midway leaves a valid store.
+  // A store whose free list is empty returns {0, 0, 0} at once, without a commit or a write.
+  // Cost: reads the whole file once; at most one commit.
+  // Thread safety: as begin_write(): waits for the current writer. REQUIRES: the calling thread
+  // holds no transaction of this storage (a write would wait for itself; a read would hold its
+  // pages).
+  // Errors: as begin_write() and commit(); storage_io when writing or flushing zeros fails (the
+  // store stays valid; a later call scrubs the pages); storage_corrupt if the free list names a
+  // page outside the file.
+  result<scrub_report> scrub_free_pages();
 
   // The current map size in bytes.
   std::size_t map_size() const;
