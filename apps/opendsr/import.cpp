@@ -1,34 +1,40 @@
-// opendsr import (docs/import.md). One pass over the input, a line at a time: each line is parsed
-// and checked here, then the good ones are written through subject_data::write in batches of at
-// most batch_lines lines (and about 8 MiB), one transaction each. A batch the store refuses (a
-// unique identity another profile holds, events for a profile that does not exist) names the
-// write at fault (subject_data.hpp: "writes[3].events[0]: ..."): that line is reported and left
-// out, and the rest of the batch is written again.
+// opendsr import (docs/import.md). One pass over the input, a line at a time, in bounded memory:
+// lines are gathered into batches of at most batch_lines lines (and about 8 MiB), and each batch
+// goes to one of two sinks. With --data-dir only (opendsrd stopped), detail::import_lines parses,
+// checks and writes it into the store in one transaction; with --url, it is the body of one
+// POST {url}/v3/subject-data to the running opendsrd, which does the same there. Either way the
+// batch's refused lines come back by number and are reported here, never with a value.
 #include "import.hpp"
 
 #include "common/data_dir.hpp"
+// Engine internals (the tool is built with opendsr's own sources, not as an embedder).
+#include "../../engine/common/base64.hpp"
+#include "../../engine/subject/import_lines.hpp"
 
 #include <opendsr/botan.hpp>
-#include <opendsr/identity.hpp>
 #include <opendsr/subject_data.hpp>
 #include <opendsr/workspaces.hpp>
+#if OPENDSR_HAVE_OPENSSL
+#include <opendsr/asio_http_client.hpp>
+#endif
 
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <future>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace opendsr::app {
@@ -37,10 +43,10 @@ namespace {
 namespace json = boost::json;
 using steady = std::chrono::steady_clock;
 
-// A longer line is refused without being held in memory.
-constexpr std::size_t max_line_bytes = std::size_t{16} << 20;
-// A batch is written once it holds this many bytes of JSON, whatever its line count.
-constexpr std::size_t max_batch_bytes = std::size_t{8} << 20;
+// A longer line is refused without being held in memory (and would not fit a request body).
+constexpr std::size_t max_line_bytes = detail::max_import_line_bytes;
+// A batch is written (or sent) once it holds this many bytes, whatever its line count.
+constexpr std::size_t max_batch_bytes = detail::max_transaction_bytes;
 
 // Reads lines (without '\n', and without a '\r' before it) in bounded memory.
 class line_reader {
@@ -97,119 +103,104 @@ class line_reader {
   bool failed_ = false;
 };
 
-// A name from the input (a field or identity type) is shown only when it looks like one, so that
-// a value pasted where a name belongs is never echoed.
-std::string shown_name(std::string_view name) {
-  const bool plain = !name.empty() && name.size() <= 40 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-  });
-  return plain ? "\"" + std::string(name) + "\"" : "(name not shown)";
-}
 
-// One line, checked. Either a profile (attributes set) or an event.
-struct parsed_line {
-  profile_id id = 0;
-  std::optional<std::string> attributes;
-  std::vector<identity> identities;
-  std::optional<std::string> event;
+// Where batches go. write() returns the batch's report (refused lines numbered from
+// first_line), or an error that stops the import; the batch then changed nothing.
+class batch_sink {
+ public:
+  virtual ~batch_sink() = default;
+  virtual result<detail::import_report> write(std::string_view jsonl, std::uint64_t first_line) = 0;
 };
 
-// Returns the reason the line is refused, or nullopt and fills `out`.
-std::optional<std::string> parse_line(std::string_view text, parsed_line& out) {
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return "not JSON (" + ec.message() + ")";
-  if (!v.is_object()) return std::string("not a JSON object");
-  const json::object& o = v.get_object();
-  for (const auto& kv : o)
-    if (kv.key() != "mpid" && kv.key() != "identities" && kv.key() != "attributes" && kv.key() != "event")
-      return "unknown field " + shown_name(kv.key());
-
-  const json::value* mpid = o.if_contains("mpid");
-  if (!mpid) return std::string("missing mpid");
-  if (mpid->is_int64()) {
-    out.id = mpid->get_int64();
-  } else if (mpid->is_string()) {
-    const json::string& s = mpid->get_string();
-    const char* end = s.data() + s.size();
-    auto [at, err] = std::from_chars(s.data(), end, out.id);
-    if (s.empty() || err != std::errc() || at != end)
-      return std::string("mpid: not the decimal text of a signed 64-bit integer");
-  } else {
-    return std::string("mpid: not a string or an integer (a signed 64-bit integer)");
+// Straight into the store: one transaction per batch.
+class store_sink final : public batch_sink {
+ public:
+  store_sink(subject_data& data, std::string_view workspace) : data_(data), workspace_(workspace) {}
+  result<detail::import_report> write(std::string_view jsonl, std::uint64_t first_line) override {
+    return detail::import_lines(data_, workspace_, jsonl, first_line, SIZE_MAX, SIZE_MAX);
   }
 
-  const json::value* identities = o.if_contains("identities");
-  const json::value* attributes = o.if_contains("attributes");
-  if (const json::value* event = o.if_contains("event")) {
-    if (identities || attributes) return std::string("an event line has no identities or attributes");
-    if (!event->is_object()) return std::string("event: not a JSON object");
-    out.event = json::serialize(*event);
-    return std::nullopt;
-  }
-  if (attributes && !attributes->is_object()) return std::string("attributes: not a JSON object");
-  out.attributes = attributes ? json::serialize(*attributes) : std::string("{}");
-  if (!identities) return std::nullopt;
-  if (!identities->is_object()) return std::string("identities: not a JSON object");
-  for (const auto& kv : identities->get_object()) {
-    const auto type = identity_type_from_opendsr_name(kv.key());
-    if (!type) return "identities: unknown identity type " + shown_name(kv.key());
-    const std::string field = "identities." + std::string(opendsr_name(*type));
-    if (*type == identity_type::mpid) return field + ": the profile's mpid goes in \"mpid\"";
-    auto add = [&](const json::value& value) -> std::optional<std::string> {
-      if (!value.is_string()) return field + ": not a string or an array of strings";
-      if (value.get_string().empty()) return field + ": an empty value";
-      out.identities.push_back({*type, std::string(value.get_string())});
-      return std::nullopt;
-    };
-    if (kv.value().is_array()) {
-      if (kv.value().get_array().empty()) return field + ": an empty array";
-      for (const json::value& each : kv.value().get_array())
-        if (auto bad = add(each)) return bad;
-    } else if (auto bad = add(kv.value())) {
-      return bad;
+ private:
+  subject_data& data_;
+  std::string workspace_;
+};
+
+#if OPENDSR_HAVE_OPENSSL
+// To opendsrd: one POST {url}/v3/subject-data per batch, with the workspace's Basic credentials.
+class http_sink final : public batch_sink {
+ public:
+  http_sink(std::unique_ptr<http_client> client, std::string url, std::string authorization)
+      : client_(std::move(client)), url_(std::move(url)), authorization_(std::move(authorization)) {}
+
+  result<detail::import_report> write(std::string_view jsonl, std::uint64_t first_line) override {
+    // 429 and 503 mean the daemon did not take the batch: wait as it asks and send it again.
+    for (int attempt = 1;; ++attempt) {
+      http_client_request request;
+      request.method = "POST";
+      request.url = url_;
+      request.headers.add("Authorization", authorization_);
+      request.headers.add("Content-Type", "application/x-ndjson");
+      request.body = std::string(jsonl);
+      std::promise<result<http_client_response>> done;
+      auto answer = done.get_future();
+      client_->send(std::move(request), [&done](result<http_client_response> r) { done.set_value(std::move(r)); });
+      auto r = answer.get();
+      if (!r) return std::move(r).error();
+      if ((r->status == 429 || r->status == 503) && attempt < 20) {
+        long wait = 1;
+        if (auto after = r->headers.get("Retry-After")) wait = std::clamp(std::atol(std::string(*after).c_str()), 1L, 60L);
+        std::this_thread::sleep_for(std::chrono::seconds(wait));
+        continue;
+      }
+      return report(*r, first_line);
     }
   }
-  return std::nullopt;
-}
 
-// A write of the batch and the lines it came from (consecutive lines of one mpid share a write).
-struct pending_write {
-  profile_write write;
-  std::uint64_t attributes_line = 0;  // 0: no profile line
-  std::vector<std::uint64_t> event_lines;
-};
-
-// Where a refusal of subject_data::write points: "writes[W]..." and, for an event,
-// "writes[W].events[E]...". Returns false if the message names no write.
-bool refused_write(std::string_view message, std::size_t& w, std::optional<std::size_t>& e, std::string_view& rest) {
-  constexpr std::string_view head = "writes[";
-  if (!message.starts_with(head)) return false;
-  const char* p = message.data() + head.size();
-  const char* end = message.data() + message.size();
-  auto r = std::from_chars(p, end, w);
-  if (r.ec != std::errc() || r.ptr == end || *r.ptr != ']') return false;
-  rest = message.substr(r.ptr + 1 - message.data());
-  e.reset();
-  constexpr std::string_view events = ".events[";
-  if (rest.starts_with(events)) {
-    std::size_t index = 0;
-    const char* q = rest.data() + events.size();
-    const char* rest_end = rest.data() + rest.size();
-    auto s = std::from_chars(q, rest_end, index);
-    if (s.ec != std::errc() || s.ptr == rest_end || *s.ptr != ']') return false;
-    e = index;
-    rest = rest.substr(s.ptr + 1 - rest.data());
+ private:
+  static result<detail::import_report> report(const http_client_response& r, std::uint64_t first_line) {
+    if (r.status == 401)
+      return error(errc::unauthorized, "opendsrd refused the credentials (401): check --api-key and --api-secret");
+    if (r.status != 200) {
+      // The API's error bodies hold no identity value or credential (api.hpp); shown shortened.
+      std::string shown = r.body.substr(0, 300);
+      std::replace_if(shown.begin(), shown.end(), [](char c) { return c < 0x20 || c == 0x7f; }, ' ');
+      return error(errc::network_error, "opendsrd answered " + std::to_string(r.status) + ": " + shown);
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    const json::object* o = ec ? nullptr : v.if_object();
+    const json::array* refused = o && o->contains("refused") ? o->at("refused").if_array() : nullptr;
+    auto count = [&](std::string_view key) -> std::optional<std::uint64_t> {
+      const json::value* n = o ? o->if_contains(key) : nullptr;
+      if (!n || !n->is_int64() || n->get_int64() < 0) return std::nullopt;
+      return static_cast<std::uint64_t>(n->get_int64());
+    };
+    const auto lines = count("lines"), profiles = count("profiles"), events = count("events");
+    if (!refused || !lines || !profiles || !events)
+      return error(errc::network_error, "opendsrd's answer to the import is not the report it should be");
+    detail::import_report out{.lines = *lines, .profiles = *profiles, .events = *events, .refused = {}};
+    for (const json::value& each : *refused) {
+      const json::object* e = each.if_object();
+      const json::value* line = e ? e->if_contains("line") : nullptr;
+      const json::value* reason = e ? e->if_contains("reason") : nullptr;
+      if (!line || !line->is_int64() || line->get_int64() < 1 || !reason || !reason->is_string())
+        return error(errc::network_error, "opendsrd's answer to the import is not the report it should be");
+      out.refused.push_back({first_line - 1 + static_cast<std::uint64_t>(line->get_int64()),
+                             std::string(reason->get_string())});
+    }
+    return out;
   }
-  if (rest.starts_with(": ")) rest.remove_prefix(2);
-  else if (rest.starts_with(".")) rest.remove_prefix(1);
-  return true;
-}
+
+  std::unique_ptr<http_client> client_;
+  std::string url_;
+  std::string authorization_;
+};
+#endif
 
 class importer {
  public:
-  importer(subject_data& data, const import_options& options, std::FILE* in, std::optional<std::uint64_t> size)
-      : data_(data), options_(options), reader_(in), size_(size), progress_(::isatty(STDERR_FILENO) == 1) {}
+  importer(batch_sink& sink, std::size_t batch_lines, std::FILE* in, std::optional<std::uint64_t> size)
+      : sink_(sink), batch_lines_(batch_lines), reader_(in), size_(size), progress_(::isatty(STDERR_FILENO) == 1) {}
 
   int run() {
     started_ = steady::now();
@@ -217,21 +208,24 @@ class importer {
     bool overlong = false;
     while (reader_.next(line, overlong)) {
       ++lines_;
-      if (overlong) {
-        refuse(lines_, "longer than 16 MiB");
-      } else if (line.find_first_not_of(" \t\r") == std::string::npos) {
-        // a blank line: skipped
-      } else {
-        parsed_line p;
-        if (auto bad = parse_line(line, p))
-          refuse(lines_, *bad);
-        else
-          add(lines_, std::move(p));
+      if (overlong) {  // refused here; a blank line in the batch keeps the numbering
+        overlong_.push_back({lines_, "longer than 16 MiB"});
+        line.clear();
       }
-      if (batch_lines_ >= options_.batch_lines || batch_bytes_ >= max_batch_bytes) {
+      // The batch is lines joined by '\n' (no final one, so that a line of max_line_bytes fits
+      // a body of that size).
+      if (batch_line_count_ > 0 && batch_.size() + 1 + line.size() > max_line_bytes) {
         if (!flush()) return finish(true);
       }
-      show_progress(false);
+      if (batch_line_count_ == 0) batch_first_ = lines_;
+      if (batch_line_count_ > 0) batch_ += '\n';
+      batch_ += line;
+      ++batch_line_count_;
+      batch_has_content_ = batch_has_content_ || line.find_first_not_of(" \t\r") != std::string::npos;
+      if (batch_line_count_ >= batch_lines_ || batch_.size() >= max_batch_bytes) {
+        if (!flush()) return finish(true);
+      }
+      show_progress();
     }
     if (reader_.failed()) {
       clear_progress();
@@ -245,82 +239,34 @@ class importer {
   }
 
  private:
-  void add(std::uint64_t line, parsed_line p) {
-    batch_bytes_ += (p.attributes ? p.attributes->size() : 0) + (p.event ? p.event->size() : 0) + 64;
-    ++batch_lines_;
-    if (p.event && !batch_.empty() && batch_.back().write.id == p.id) {
-      batch_.back().write.events.push_back(std::move(*p.event));
-      batch_.back().event_lines.push_back(line);
-      return;
-    }
-    pending_write w;
-    w.write.id = p.id;
-    if (p.event) {
-      w.write.events.push_back(std::move(*p.event));
-      w.event_lines.push_back(line);
-    } else {
-      w.write.attributes = std::move(p.attributes);
-      w.write.identities = std::move(p.identities);
-      w.attributes_line = line;
-    }
-    batch_.push_back(std::move(w));
-  }
-
-  // Writes the batch, leaving out the lines the store refuses. Returns false on a store error
-  // that is no line's fault (the import stops).
+  // Writes (or sends) the batch and reports its refused lines in order. Returns false on an
+  // error that is no line's fault (the import stops).
   bool flush() {
-    int conflicts = 0;
-    while (!batch_.empty()) {
-      std::vector<profile_write> writes;
-      writes.reserve(batch_.size());
-      for (auto& p : batch_) writes.push_back(std::move(p.write));
-      auto r = data_.write(options_.workspace, writes);
-      for (std::size_t i = 0; i < batch_.size(); ++i) batch_[i].write = std::move(writes[i]);
-      if (r) {
-        for (const auto& p : batch_) {
-          profiles_ += p.attributes_line != 0;
-          events_ += p.event_lines.size();
-        }
-        break;
-      }
-      if (r.error() == errc::storage_conflict && ++conflicts < 10) continue;
-      std::size_t w = 0;
-      std::optional<std::size_t> e;
-      std::string_view reason;
-      const std::string message = r.error().message();
-      const bool line_fault = (r.error() == errc::invalid_argument || r.error() == errc::not_found) &&
-                              refused_write(message, w, e, reason) && w < batch_.size();
-      if (!line_fault) {
+    std::vector<detail::refused_line> refused = std::move(overlong_);
+    overlong_.clear();
+    if (batch_has_content_) {
+      auto r = sink_.write(batch_, batch_first_);
+      if (!r) {
         clear_progress();
         std::fprintf(stderr, "opendsr import: writing lines up to %llu failed: %s\n",
-                     static_cast<unsigned long long>(lines_), message.c_str());
-        fatal_ = true;
-        batch_.clear();
+                     static_cast<unsigned long long>(lines_), r.error().message().c_str());
+        reset_batch();
         return false;
       }
-      std::string why(reason);
-      if (why.starts_with("identities[")) why.erase(10, why.find(']') - 10 + 1);  // the index is ours, not the file's
-      pending_write& p = batch_[w];
-      if (e && *e < p.event_lines.size()) {  // one event
-        refuse(p.event_lines[*e], why);
-        p.write.events.erase(p.write.events.begin() + static_cast<std::ptrdiff_t>(*e));
-        p.event_lines.erase(p.event_lines.begin() + static_cast<std::ptrdiff_t>(*e));
-      } else if (p.attributes_line != 0) {  // the profile line (its events may follow it again)
-        refuse(p.attributes_line, why);
-        p.write.attributes.reset();
-        p.write.identities.clear();
-        p.attributes_line = 0;
-      } else {  // events of a profile that does not exist: each of their lines
-        for (std::uint64_t l : p.event_lines) refuse(l, why);
-        p.event_lines.clear();
-        p.write.events.clear();
-      }
-      if (p.attributes_line == 0 && p.event_lines.empty()) batch_.erase(batch_.begin() + static_cast<std::ptrdiff_t>(w));
+      profiles_ += r->profiles;
+      events_ += r->events;
+      refused.insert(refused.end(), std::make_move_iterator(r->refused.begin()), std::make_move_iterator(r->refused.end()));
+      std::stable_sort(refused.begin(), refused.end(), [](const auto& a, const auto& b) { return a.line < b.line; });
     }
-    batch_.clear();
-    batch_lines_ = 0;
-    batch_bytes_ = 0;
+    for (const auto& each : refused) refuse(each.line, each.reason);
+    reset_batch();
     return true;
+  }
+
+  void reset_batch() {
+    batch_.clear();
+    batch_line_count_ = 0;
+    batch_has_content_ = false;
   }
 
   void refuse(std::uint64_t line, const std::string& reason) {
@@ -339,10 +285,10 @@ class importer {
   }
 
   // At most ten times a second, on a terminal only.
-  void show_progress(bool force) {
+  void show_progress() {
     if (!progress_) return;
     const auto now = steady::now();
-    if (!force && now - last_progress_ < std::chrono::milliseconds(100)) return;
+    if (now - last_progress_ < std::chrono::milliseconds(100)) return;
     last_progress_ = now;
     const double s = std::chrono::duration<double>(now - started_).count();
     const double rate = s > 0 ? lines_ / s : 0;
@@ -381,21 +327,22 @@ class importer {
                 static_cast<unsigned long long>(lines_), lines_ == 1 ? "" : "s", s,
                 static_cast<unsigned long long>(refused_), refused_ == 1 ? "" : "s");
     std::fflush(stdout);
-    return failed || fatal_ || refused_ > 0 ? 1 : 0;
+    return failed || refused_ > 0 ? 1 : 0;
   }
 
-  subject_data& data_;
-  const import_options& options_;
+  batch_sink& sink_;
+  std::size_t batch_lines_;
   line_reader reader_;
   std::optional<std::uint64_t> size_;
   bool progress_;
   bool shown_ = false;
-  bool fatal_ = false;
   steady::time_point started_{};
   steady::time_point last_progress_{};
-  std::vector<pending_write> batch_;
-  std::size_t batch_lines_ = 0;
-  std::size_t batch_bytes_ = 0;
+  std::string batch_;
+  std::uint64_t batch_first_ = 1;
+  std::size_t batch_line_count_ = 0;
+  bool batch_has_content_ = false;
+  std::vector<detail::refused_line> overlong_;
   std::uint64_t lines_ = 0, refused_ = 0, profiles_ = 0, events_ = 0;
 };
 
@@ -404,13 +351,25 @@ int fail(const std::string& what) {
   return 1;
 }
 
+int usage(const char* what) {
+  std::fprintf(stderr, "opendsr: import: %s (see opendsr --help)\n", what);
+  return 2;
+}
+
 }  // namespace
 
 int import_command(const import_options& options) {
-  if (options.workspace.empty()) {
+  const bool remote = !options.url.empty();
+  if (!remote && options.workspace.empty()) {
     std::fprintf(stderr, "opendsr: import needs --workspace W (see opendsr --help)\n");
     return 2;
   }
+  if (remote && !options.workspace.empty())
+    return usage("with --url the workspace is the API key's: leave out --workspace");
+  if (remote && (options.api_key.empty() || options.api_secret.empty()))
+    return usage("--url needs --api-key and --api-secret");
+  if (!remote && (!options.api_key.empty() || !options.api_secret.empty()))
+    return usage("--api-key and --api-secret go with --url");
   if (options.batch_lines == 0) {
     std::fprintf(stderr, "opendsr: import: the batch size must be > 0\n");
     return 2;
@@ -425,6 +384,33 @@ int import_command(const import_options& options) {
   std::optional<std::uint64_t> size;
   struct stat st {};
   if (::fstat(::fileno(in), &st) == 0 && S_ISREG(st.st_mode)) size = static_cast<std::uint64_t>(st.st_size);
+
+  if (remote) {
+#if OPENDSR_HAVE_OPENSSL
+    std::string url = options.url;
+    while (url.ends_with('/')) url.pop_back();
+    url += "/v3/subject-data";
+    asio_http_client_options client_options;
+    // The operator names the daemon, usually on this machine or its network: loopback, private
+    // addresses and plain http are allowed here (never cloud metadata).
+    client_options.policy.allow_http = true;
+    client_options.policy.allow_loopback = true;
+    client_options.policy.allow_private = true;
+    client_options.max_connections_per_origin = 1;
+    client_options.total_timeout = std::chrono::minutes(5);  // a 16 MiB batch committed durably
+    client_options.max_response_bytes = std::size_t{16} << 20;  // a report of 1000 refused lines is ~100 KiB
+    if (auto checked = check_url(client_options.policy, url); !checked) return fail("--url: " + checked.error().message());
+    auto client = make_asio_http_client(std::move(client_options));
+    if (!client) return fail(client.error().message());
+    http_sink sink(std::move(*client), url,
+                   "Basic " + detail::base64_encode(options.api_key + ":" + options.api_secret));
+    // The daemon takes at most 1000 lines a request (docs/import.md).
+    importer run(sink, std::min<std::size_t>(options.batch_lines, 1000), in, size);
+    return run.run();
+#else
+    return fail("--url needs a build with the openssl feature (the HTTP client comes with it)");
+#endif
+  }
 
   if (!std::filesystem::exists(store_path(options.data_dir)))
     return fail(store_path(options.data_dir).string() + ": no store here (run opendsrd once, or pass --data-dir)");
@@ -442,7 +428,8 @@ int import_command(const import_options& options) {
   }
   auto data = open_subject_store(**store);
   if (!data) return fail(data.error().message());
-  importer run(**data, options, in, size);
+  store_sink sink(**data, options.workspace);
+  importer run(sink, options.batch_lines, in, size);
   return run.run();
 }
 

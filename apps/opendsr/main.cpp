@@ -19,7 +19,7 @@ namespace {
 
 constexpr std::string_view usage_text =
     "Usage: opendsr COMMAND [ARGS] [flags]\n\n"
-    "Commands (stop opendsrd first: one process at a time holds the store):\n"
+    "Commands (stop opendsrd first, except for import --url: one process at a time holds the store):\n"
     "  workspace add ID        add a workspace with a new API key; prints the secret once\n"
     "  workspace list          list API keys and their workspaces (never secrets)\n"
     "  workspace remove KEY    remove an API key\n"
@@ -32,6 +32,9 @@ constexpr std::string_view usage_text =
     "  import --workspace W [FILE.jsonl | -]\n"
     "                          load profiles and events from JSON Lines (standard input when FILE is -\n"
     "                          or absent); bad lines are reported by number; docs/import.md\n"
+    "  import --url http://HOST:PORT --api-key K --api-secret S [FILE.jsonl | -]\n"
+    "                          the same through a running opendsrd (POST /v3/subject-data), into\n"
+    "                          the workspace of the API key; opendsrd stays up\n"
     "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
     "  csr --key FILE --domain DOMAIN [--out FILE]\n"
     "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
@@ -53,6 +56,9 @@ struct config {
   std::string request;
   std::string at;
   std::uint64_t batch = 1000;
+  std::string url;
+  std::string api_key;
+  std::string api_secret;
 };
 
 int fail(const error& e) {
@@ -212,6 +218,9 @@ int main(int argc, char** argv) {
   flags.add("request", "ID", "callbacks: only this request's (with --workspace)", c.request);
   flags.add("at", "RFC3339", "callbacks redrive: when they fall due (an opendsrd in test mode runs on its own clock)", c.at, "now");
   flags.add("batch", "N", "import: lines per write transaction at most", c.batch, 1, 1000000);
+  flags.add("url", "URL", "import: the running opendsrd to import through (http://127.0.0.1:PORT)", c.url);
+  flags.add("api-key", "KEY", "import --url: the workspace's API key", c.api_key);
+  flags.add("api-secret", "SECRET", "import --url: the API key's secret (never printed)", c.api_secret);
   auto args = flags.parse(argc, argv);
   if (flags.help_requested() || (args && args->empty())) {
     std::cout << usage_text << flags.usage();
@@ -225,8 +234,9 @@ int main(int argc, char** argv) {
     if (command == "callbacks") return callbacks_command(c, *args);
     if (command == "import") {
       if (args->size() > 2) return usage_error("import --workspace W [FILE.jsonl | -]");
-      return import_command({.data_dir = c.data_dir, .workspace = c.workspace,
-                             .file = args->size() == 2 ? (*args)[1] : std::string(), .batch_lines = c.batch});
+      return import_command({.data_dir = c.data_dir, .workspace = c.workspace, .url = c.url, .api_key = c.api_key,
+                             .api_secret = c.api_secret, .file = args->size() == 2 ? (*args)[1] : std::string(),
+                             .batch_lines = c.batch});
     }
     if (command == "key" && args->size() == 1) return key_command(c);
     if (command == "csr" && args->size() == 1) return csr_command(c);

@@ -1,5 +1,6 @@
 // Black-box tests of `opendsr import` (docs/import.md): the built tool (OPENDSR) over a temporary
-// data directory, then the LMDB store opened here to check what it holds.
+// data directory, straight into the store or through a running opendsrd (OPENDSRD) and its
+// POST /v3/subject-data, then the LMDB store opened here to check what it holds.
 #include "daemon_process.hpp"
 
 #include <opendsr/lmdb_storage.hpp>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,8 +32,7 @@ class import_test : public ::testing::Test {
   void SetUp() override {
     dir_ = make_temp_dir();
     data_ = dir_ / "data";
-    auto [status, out] = run(env_path("OPENDSR") + " workspace add demo --data-dir " + data_.string() + " 2>&1");
-    ASSERT_EQ(status, 0) << out;
+    ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "demo", demo_));
   }
   void TearDown() override { remove_temp_dir(dir_); }
 
@@ -68,8 +69,31 @@ class import_test : public ::testing::Test {
     return dir_ / name;
   }
 
+  // Starts opendsrd in test mode on the data directory; returns its port.
+  std::uint16_t start_daemon() {
+    daemon_ = std::make_unique<daemon_process>(data_, std::vector<std::string>{"--test-mode", "--listen", "127.0.0.1:0", "--no-demo"});
+    const std::uint16_t port = daemon_->wait_ready();
+    EXPECT_NE(port, 0) << daemon_->stdout_text() << daemon_->log();
+    return port;
+  }
+  void stop_daemon() {
+    EXPECT_EQ(daemon_->stop(), 0) << daemon_->log();
+    daemon_.reset();
+  }
+
+  // Runs `opendsr import --url http://127.0.0.1:PORT --api-key K --api-secret S ARGS`.
+  outcome import_through(std::uint16_t port, const std::string& args, const workspace* w = nullptr) {
+    if (!w) w = &demo_;
+    const fs::path err = dir_ / "stderr";
+    auto [status, out] = run(env_path("OPENDSR") + " import --url http://127.0.0.1:" + std::to_string(port) +
+                             " --api-key " + w->api_key + " --api-secret " + w->secret + " " + args + " 2>" + err.string());
+    return {status, out, read_text(err)};
+  }
+
   fs::path dir_;
   fs::path data_;
+  workspace demo_;
+  std::unique_ptr<daemon_process> daemon_;
 };
 
 const std::string good_file =
@@ -236,6 +260,113 @@ TEST_F(import_test, two_hundred_thousand_lines) {
   std::printf("200,000 lines imported in %.2f s\n", s);
   EXPECT_EQ(resolve({{identity_type::controller_customer_id, "C49999"}}), 49999);
   EXPECT_EQ(records(50000).size(), 4u);
+}
+
+// The daemon route (POST /v3/subject-data): opendsr import --url while opendsrd runs.
+
+TEST_F(import_test, through_the_running_daemon) {
+  const std::uint16_t port = start_daemon();
+  ASSERT_NE(port, 0);
+  const fs::path f = file("good.jsonl", good_file);
+  // Straight into the store is refused while the daemon holds it, and changes nothing.
+  auto direct = import("--workspace demo " + f.string());
+  EXPECT_EQ(direct.status, 1);
+  EXPECT_NE(direct.err.find("in use"), std::string::npos) << direct.err;
+
+  auto r = import_through(port, f.string());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("imported 3 profiles and 2 events from 6 lines in "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("; 0 lines refused\n"), std::string::npos) << r.out;
+  stop_daemon();
+  EXPECT_EQ(resolve({{identity_type::controller_customer_id, "C-42"}}), 101);
+  EXPECT_EQ(resolve({{identity_type::mobile_number, "+442079460000"}}), 102);
+  EXPECT_EQ(records(101).size(), 3u);
+}
+
+TEST_F(import_test, through_the_daemon_refusals_are_numbered_across_batches) {
+  // The same file as store_refusals_in_a_batch_leave_the_rest_of_it, five lines a request, from
+  // standard input.
+  std::string text;
+  for (int i = 1; i <= 30; ++i) {
+    const std::string id = std::to_string(i);
+    const std::string customer = i % 7 == 0 ? "SECRET-1" : "SECRET-" + id;
+    text += R"({"mpid": ")" + id + R"(", "identities": {"controller_customer_id": ")" + customer + "\"}}\n";
+    text += R"({"mpid": ")" + id + R"(", "event": {"n": )" + id + "}}\n";
+  }
+  text += "{\"mpid\": \"31\", \"identities\": {\"email\": \"secret@exa\n";  // line 61: cut
+  const fs::path f = file("refusals.jsonl", text);
+  const std::uint16_t port = start_daemon();
+  ASSERT_NE(port, 0);
+  auto r = import_through(port, "--batch 5 - < " + f.string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("imported 26 profiles and 26 events from 61 lines"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("; 9 lines refused"), std::string::npos) << r.out;
+  for (const char* l : {"line 13: identities: another profile", "line 14: no such profile", "line 55: identities",
+                        "line 56: no such profile", "line 61: not JSON"})
+    EXPECT_NE(r.err.find("opendsr import: " + std::string(l)), std::string::npos) << l << "\n" << r.err;
+  EXPECT_EQ(r.err.find("secret"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("SECRET"), std::string::npos) << r.err;
+  stop_daemon();
+  EXPECT_EQ(resolve({{identity_type::controller_customer_id, "SECRET-30"}}), 30);
+  EXPECT_EQ(records(30).size(), 2u);
+}
+
+TEST_F(import_test, through_the_daemon_credentials_scope_the_workspace) {
+  workspace other;
+  ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "other", other));
+  const std::uint16_t port = start_daemon();
+  ASSERT_NE(port, 0);
+  const fs::path f = file("good.jsonl", good_file);
+  auto r = import_through(port, f.string(), &other);
+  EXPECT_EQ(r.status, 0) << r.err;
+
+  // A wrong secret: 401, nothing imported, the secret never printed.
+  workspace wrong = demo_;
+  wrong.secret = "not-the-secret-0123456789";
+  auto refused = import_through(port, f.string(), &wrong);
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.err.find("401"), std::string::npos) << refused.err;
+  EXPECT_EQ(refused.err.find(wrong.secret), std::string::npos) << refused.err;
+  EXPECT_EQ(refused.out.find(wrong.secret), std::string::npos) << refused.out;
+  EXPECT_NE(refused.out.find("imported 0 profiles and 0 events"), std::string::npos) << refused.out;
+
+  // Usage: --url with --workspace, or without a secret.
+  EXPECT_EQ(import_through(port, "--workspace demo " + f.string()).status, 2);
+  auto [status, out] = run(env_path("OPENDSR") + " import --url http://127.0.0.1:" + std::to_string(port) +
+                           " --api-key " + demo_.api_key + " " + f.string() + " 2>&1");
+  EXPECT_EQ(status, 2) << out;
+  stop_daemon();
+  EXPECT_EQ(resolve({{identity_type::controller_customer_id, "C-42"}}, "other"), 101);
+  EXPECT_EQ(resolve({{identity_type::controller_customer_id, "C-42"}}, "demo"), std::nullopt);
+}
+
+TEST_F(import_test, the_route_answers_a_report_or_an_error) {
+  const std::uint16_t port = start_daemon();
+  ASSERT_NE(port, 0);
+  daemon_client daemon(port);
+  const std::string body = R"({"mpid": "5", "identities": {"email": "e@example.com"}})" "\n" R"({"mpid": "5", "colour": 1})" "\n";
+  auto post = [&](std::vector<std::string> headers, const std::string& b) {
+    return daemon.exchange(wire::format_request("POST", "/v3/subject-data", headers, b));
+  };
+  auto ok = post({demo_.authorization(), "Content-Type: application/x-ndjson"}, body);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(ok.body, R"({"lines":2,"imported":1,"profiles":1,"events":0,"refused":[{"line":2,"reason":"unknown field \"colour\""}]})");
+  EXPECT_EQ(post({demo_.authorization(), "Content-Type: application/jsonl"}, body).status, 200);
+
+  EXPECT_EQ(post({"Content-Type: application/x-ndjson"}, body).status, 401);
+  EXPECT_EQ(post({demo_.authorization(), "Content-Type: application/json"}, body).status, 415);
+  EXPECT_EQ(post({demo_.authorization(), "Content-Type: application/x-ndjson"}, "{\"mpid\": \"\xff\"}").status, 400);
+  // Over the limit (16 MiB by default): refused from Content-Length, before the body is read.
+  auto large = daemon.exchange("POST /v3/subject-data HTTP/1.1\r\nHost: 127.0.0.1\r\n" + demo_.authorization() +
+                               "\r\nContent-Type: application/x-ndjson\r\nContent-Length: " + std::to_string((16 << 20) + 1) +
+                               "\r\n\r\n");
+  EXPECT_EQ(large.status, 413);
+  std::string many;
+  for (int i = 0; i < 1001; ++i) many += "{\"mpid\": \"1\"}\n";
+  EXPECT_EQ(post({demo_.authorization(), "Content-Type: application/x-ndjson"}, many).status, 400);
+  stop_daemon();
+  EXPECT_EQ(resolve({{identity_type::email, "e@example.com"}}), 5);
 }
 
 }  // namespace
