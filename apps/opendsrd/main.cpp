@@ -11,9 +11,14 @@
 #include <opendsr/asio_http_client.hpp>
 #include <opendsr/botan.hpp>
 #include <opendsr/callback_dispatcher.hpp>
+#include <opendsr/data_fulfilment.hpp>
 #include <opendsr/engine.hpp>
+#include <opendsr/fulfilment_runner.hpp>
 #include <opendsr/group_commit.hpp>
 #include <opendsr/http_server.hpp>
+#include <opendsr/package_builder.hpp>
+#include <opendsr/results_files_store.hpp>
+#include <opendsr/subject_data.hpp>
 #if OPENDSR_HAVE_OPENSSL
 #include <opendsr/openssl_signer.hpp>
 #endif
@@ -78,6 +83,9 @@ struct config {
   bool callback_allow_private = false;
   std::string callback_ca_file;
   std::string node_name = "opendsrd";
+  std::string results_url;
+  std::uint64_t fulfilment_workers = 2;
+  std::uint64_t max_import_bytes = 16u << 20;
   std::string demo_workspace = "demo";
   bool no_demo = false;
   bool no_access_log = false;
@@ -117,7 +125,10 @@ void add_flags(flag_set& f, config& c) {
   f.add_switch("callback-allow-http", "Allow http:// callback URLs (default: https only; test mode allows http)", c.callback_allow_http);
   f.add_switch("callback-allow-private", "Allow callbacks to private, link-local and CGNAT addresses (an internal controller)", c.callback_allow_private);
   f.add("callback-ca-file", "FILE", "Trust these CA certificates (PEM) for https callbacks, besides the system's", c.callback_ca_file);
-  f.add("node-name", "NAME", "This process's name in callback leases; distinct per process when several share a store", c.node_name);
+  f.add("node-name", "NAME", "This process's name in callback and fulfilment leases; distinct per process when several share a store", c.node_name);
+  f.add("results-url", "URL", "The base of results links: a package's link is URL followed by its token; opendsrd serves them at its path", c.results_url, "http://HOST:PORT/v3/results/");
+  f.add("fulfilment-workers", "N", "Fulfilment jobs (package builds, erasures) run at once", c.fulfilment_workers, 1, 256);
+  f.add("max-import-bytes", "N", "Largest POST /v3/subject-data body (JSON Lines); larger is 413", c.max_import_bytes, 1, 1u << 30);
   f.add("demo-workspace", "ID", "Id of the workspace made (credentials printed once) when the store has none", c.demo_workspace);
   f.add_switch("no-demo", "Do not make a demo workspace when the store has none", c.no_demo);
   f.add_switch("no-access-log", "Do not log a line per request (errors and lifecycle events are still logged)", c.no_access_log);
@@ -162,8 +173,12 @@ class ticker {
 
   void stop() { timer_.cancel(); }
 
-  // Due callbacks are sent when the timer fires. Set once, before the first arm().
+  // Due callbacks are sent and due fulfilment tasks run when the timer fires. Set once, before
+  // the first arm().
   void set_dispatcher(callback_dispatcher* d) { dispatcher_ = d; }
+  void set_runner(fulfilment_runner* r) { runner_ = r; }
+  // Runs on the io thread after each run (opendsrd's LMDB scrub). Set once, before the first arm().
+  void set_after_run(std::function<void()> f) { after_run_ = std::move(f); }
 
  private:
   void fire() {
@@ -176,6 +191,11 @@ class ticker {
       dispatcher_->poll();
       dispatcher_->wait_idle();  // claimed what it has room for: the due time arm() reads is past them
     }
+    // Jobs may take minutes: the runner claims what its workers take and re-arms this timer
+    // through on_run as each finishes; tasks waiting for a worker are its business, not a reason
+    // to fire sooner (arm() waits a second after this run).
+    if (runner_) runner_->poll();
+    if (after_run_) after_run_();
     arm();
   }
 
@@ -199,6 +219,8 @@ class ticker {
   std::optional<timestamp> last_run_;  // when fire() last ran
   std::atomic<bool> rearm_pending_{false};
   callback_dispatcher* dispatcher_ = nullptr;
+  fulfilment_runner* runner_ = nullptr;
+  std::function<void()> after_run_;
 };
 
 int fail(std::string_view what, const error& e) {
@@ -381,8 +403,31 @@ int run(config c) {
   engine_options.callbacks.max_age = std::chrono::hours(c.callback_max_age_hours);
   // A lease outlasts the longest delivery (its timeout) with room for signing and recording.
   engine_options.callbacks.lease = std::chrono::milliseconds(c.callback_timeout_ms) + std::chrono::seconds(50);
+  engine_options.fulfilment.mode = fulfilment_mode::tasks;
   auto engine = engine::open(metered, engine_options);
   if (!engine) return fail("engine", engine.error());
+
+  // Fulfilment: the subject data beside the engine's tables, packages in DIR/results.
+  auto subjects = open_subject_store(metered);
+  if (!subjects) return fail("subject data", subjects.error());
+  auto packages = results_files_store::open_directory({dir / "results"});
+  if (!packages) return fail("results store", packages.error());
+  if ((*packages)->partials_removed() > 0)
+    log_event("info", "results_partials_removed", {{"count", std::to_string((*packages)->partials_removed())}});
+  if (c.results_url.empty()) c.results_url = base + "/v3/results/";
+  if (!c.results_url.ends_with('/')) c.results_url += '/';
+  data_fulfilment_options fulfil_options;
+  fulfil_options.results_base_url = c.results_url;
+  fulfil_options.build_package = [&signer = **signer, scratch = dir / "results"](subject_data& data, std::string_view ws,
+                                                                                  profile_id profile, results_writer& out) -> result<void> {
+    package_options o;
+    o.scratch_directory = scratch;  // the results store's file system, not /tmp
+    auto built = build_package(data, ws, profile, signer, out, o);
+    if (!built) return std::move(built).error();
+    return {};
+  };
+  auto fulfil = make_data_fulfilment(**subjects, **packages, fulfil_options);
+  if (!fulfil) return fail("--results-url", fulfil.error());
 
   asio_http_client_options client_options;
   client_options.policy = callback_policy;
@@ -406,6 +451,9 @@ int run(config c) {
   api_options.committer = committer->get();
   api_options.limits.calls_per_window = static_cast<std::uint32_t>(c.calls_per_minute);
   api_options.limits.new_requests_per_day = static_cast<std::uint32_t>(c.new_requests_per_day);
+  api_options.results = packages->get();
+  api_options.subjects = subjects->get();
+  api_options.max_import_bytes = c.max_import_bytes;
   auto protocol = api::open(*engine, **signer, workspaces, now_clock, api_options);
   if (!protocol) return fail("api", protocol.error());
 
@@ -434,7 +482,53 @@ int run(config c) {
   if (!dispatcher) return fail("callback dispatcher", dispatcher.error());
   timer.set_dispatcher(dispatcher->get());
   meter.set_callbacks_in_flight([d = dispatcher->get()] { return d->in_flight(); });
-  clock_moved = [d = dispatcher->get()] { d->poll(); };
+
+  // After an erasure the freed LMDB pages still hold what it erased (copy-on-write): zero them.
+  // Pages a reader's snapshot may still see are left for the next tick (or clock move).
+  std::atomic<bool> scrub_wanted{false};
+  auto scrub = [&store = **store, &scrub_wanted] {
+    scrub_wanted = false;
+    auto report = store.scrub_free_pages();
+    if (!report) {
+      scrub_wanted = true;
+      return log_event("error", "scrub_failed", {{"message", report.error().message()}});
+    }
+    if (report->pages_held > 0) scrub_wanted = true;
+    log_event("info", "scrubbed", {{"pages", std::to_string(report->pages_scrubbed)},
+                                   {"held", std::to_string(report->pages_held)}});
+  };
+  timer.set_after_run([&] {
+    if (scrub_wanted) scrub();
+  });
+
+  fulfilment_runner_options run_options;
+  run_options.owner = c.node_name;
+  run_options.workers = c.fulfilment_workers;
+  run_options.results = packages->get();
+  run_options.on_run = [&timer, &scrub, test_mode = c.test_mode](const fulfilment_run& r) {
+    // Never an identity: the workspace, the request id, its type and why.
+    const bool completed = r.recorded && *r.recorded == fulfilment_recorded::completed;
+    const std::string why = !r.error.empty() ? r.error : !r.recorded ? "recording failed: " + r.recorded.error().message()
+                                                                     : std::string();
+    const std::string attempt = std::to_string(r.attempt), ms = std::to_string(r.took.count() / 1000);
+    log_event(completed ? "info" : "warn", completed ? "fulfilled" : "fulfilment_not_done",
+              {{"workspace", r.workspace}, {"request", r.subject_request_id}, {"type", to_string(r.type)},
+               {"attempt", attempt}, {"ms", ms}, {"error", why}});
+    if (completed && r.type == request_type::erasure) scrub();
+    if (!test_mode) timer.request_rearm();
+  };
+  run_options.on_error = [](const error& e) { log_event("error", "fulfilment_failed", {{"message", e.message()}}); };
+  auto runner = fulfilment_runner::start(*engine, **fulfil, now_clock, run_options);
+  if (!runner) return fail("fulfilment runner", runner.error());
+  timer.set_runner(runner->get());
+  // Test mode: when the clock moves, the work it makes due is done before the route answers, so a
+  // test reads the outcome at once.
+  clock_moved = [&, d = dispatcher->get(), r = runner->get()] {
+    r->poll();
+    r->wait_idle();
+    if (scrub_wanted) scrub();
+    d->poll();
+  };
 
   if (!c.test_mode) {
     created = [&timer] { timer.request_rearm(); };
@@ -449,6 +543,7 @@ int run(config c) {
     (*server)->stop();     // drains in-flight requests; each POST is committed before its response
     (*committer)->stop();  // nothing is queued any more; joins the writer
     timer.stop();
+    (*runner)->stop();      // the jobs running finish and are recorded
     (*dispatcher)->stop();  // every callback in flight answered (at most the timeout) and recorded
     control.stop();
   });

@@ -2,6 +2,7 @@
 
 #include "api/rate_limiter.hpp"
 #include "api/signature_cache.hpp"
+#include "api/subject_import.hpp"
 #include "common/base64.hpp"
 
 #include <algorithm>
@@ -15,11 +16,11 @@ namespace {
 
 using namespace std::string_view_literals;
 
-enum class route_kind { requests, request, discovery, certificate };
+enum class route_kind { requests, request, discovery, certificate, results, subject_data };
 
 struct route {
   route_kind kind;
-  std::string id;  // the decoded {id} of /requests/{id}
+  std::string id;  // the decoded {id} of /requests/{id}, or the {token} of /results/{token}
 };
 
 // The methods each route answers, as the Allow header lists them.
@@ -28,14 +29,16 @@ std::string_view allowed_methods(route_kind k) {
     case route_kind::requests: return "GET, POST";
     case route_kind::request: return "GET, DELETE";
     case route_kind::discovery:
-    case route_kind::certificate: return "GET";
+    case route_kind::certificate:
+    case route_kind::results: return "GET";
+    case route_kind::subject_data: return "POST";
   }
   return "";
 }
 
 bool allows(route_kind k, std::string_view method) {
-  if (method == "GET") return true;
-  if (method == "POST") return k == route_kind::requests;
+  if (method == "GET") return k != route_kind::subject_data;
+  if (method == "POST") return k == route_kind::requests || k == route_kind::subject_data;
   if (method == "DELETE") return k == route_kind::request;
   return false;
 }
@@ -90,14 +93,40 @@ std::string_view url_path(std::string_view url) {
   return path.substr(0, path.find_first_of("?#"));
 }
 
-// True iff the media type of a Content-Type value is application/json (parameters such as
-// charset are allowed).
-bool is_json_media_type(std::string_view content_type) {
+// The media type of a Content-Type value, without parameters such as charset.
+std::string_view media_type(std::string_view content_type) {
   std::string_view type = content_type.substr(0, content_type.find(';'));
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
   while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
-  return iequals(type, "application/json");
+  return type;
 }
+
+bool is_json_media_type(std::string_view content_type) { return iequals(media_type(content_type), "application/json"); }
+
+// JSON Lines: application/x-ndjson, application/jsonl, application/x-jsonlines.
+bool is_json_lines_media_type(std::string_view content_type) {
+  const std::string_view type = media_type(content_type);
+  return iequals(type, "application/x-ndjson") || iequals(type, "application/jsonl") ||
+         iequals(type, "application/x-jsonlines");
+}
+
+// True iff token has the shape of a results token (32 characters of URL-safe base64), so that
+// nothing else reaches the engine or the results store.
+bool is_token_shaped(std::string_view token) {
+  return token.size() == 32 && token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+                                   std::string_view::npos;
+}
+
+// A results package streamed from the results store.
+class package_body final : public http_body_reader {
+ public:
+  explicit package_body(std::unique_ptr<results_reader> r) : reader_(std::move(r)) {}
+  std::uint64_t size() const noexcept override { return reader_->size(); }
+  result<std::size_t> read(std::span<char> buffer) override { return reader_->read(buffer); }
+
+ private:
+  std::unique_ptr<results_reader> reader_;
+};
 
 struct credentials {
   std::string api_key;
@@ -156,6 +185,12 @@ struct api::impl {
     if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);  // a trailing slash is tolerated
     if (path == "/requests") return route{route_kind::requests, {}};
     if (path == "/discovery") return route{route_kind::discovery, {}};
+    if (path == "/subject-data" && options_.subjects) return route{route_kind::subject_data, {}};
+    if (path.starts_with("/results/") && options_.results) {
+      std::string_view token = path.substr("/results/"sv.size());
+      if (token.empty() || token.find('/') != std::string_view::npos) return std::nullopt;
+      return route{route_kind::results, std::string(token)};
+    }
     if (path.starts_with("/requests/")) {
       std::string_view id = path.substr("/requests/"sv.size());
       if (id.empty() || id.find('/') != std::string_view::npos) return std::nullopt;
@@ -206,7 +241,7 @@ struct api::impl {
       if (auto length = head.headers.get("Content-Length")) {
         std::uint64_t n = 0;
         auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), n);
-        if (ec != std::errc() || end != length->data() + length->size() || n > options_.max_body_bytes) return too_large();
+        if (ec != std::errc() || end != length->data() + length->size() || n > body_limit(r->kind)) return too_large(r->kind);
       }
     }
 
@@ -224,6 +259,15 @@ struct api::impl {
     }
     const int used = admitted.percentage_used;
 
+    if (r->kind == route_kind::subject_data) {
+      auto type = head.headers.get("Content-Type");
+      if (!type || !is_json_lines_media_type(*type))
+        return error_response(error(errc::unsupported_media_type, "The Content-Type must be application/x-ndjson (JSON Lines)."));
+      return http_body_handler([this, ws = std::move(*workspace)](http_request request, http_responder respond) {
+        respond(import(ws, request.body));
+      });
+    }
+    if (r->kind == route_kind::results) return results(*workspace, r->id);
     if (is_post) {
       auto type = head.headers.get("Content-Type");
       if (!type || !is_json_media_type(*type)) return error_response(error(errc::unsupported_media_type));
@@ -249,12 +293,46 @@ struct api::impl {
     return signed_response(200, std::move(group->body), used, true);
   }
 
-  http_response too_large() const {
-    return error_response(error(errc::payload_too_large, "The request body is larger than " + std::to_string(options_.max_body_bytes) + " bytes."));
+  std::size_t body_limit(route_kind k) const {
+    return k == route_kind::subject_data ? options_.max_import_bytes : options_.max_body_bytes;
+  }
+
+  http_response too_large(route_kind k) const {
+    return error_response(error(errc::payload_too_large, "The request body is larger than " + std::to_string(body_limit(k)) + " bytes."));
+  }
+
+  http_response import(const std::string& workspace, std::string_view body) {
+    if (body.size() > options_.max_import_bytes) return too_large(route_kind::subject_data);  // chunked: no Content-Length
+    auto report = detail::import_subject_data(*options_.subjects, workspace, body);
+    if (!report) return error_response(report.error());
+    http_response r{200, {}, std::move(*report)};
+    r.headers.set("Content-Type", "application/json");
+    r.headers.set("Cache-Control", "no-store");
+    return r;
+  }
+
+  // GET /results/{token}: another workspace's token, an unknown one and one whose request matched
+  // no data are all 404, so a token reveals nothing to anyone but its own workspace.
+  http_response results(const std::string& workspace, const std::string& token) {
+    const error none(errc::not_found, "There are no results under this link.");
+    if (!is_token_shaped(token)) return error_response(none);
+    auto link = engine_.results(workspace, token, clock_.now());
+    if (!link) return error_response(link.error() == errc::not_found ? none : link.error());
+    if (link->expired)
+      return error_response(error(errc::gone, "The results of request " + link->subject_request_id + " expired at " +
+                                                   format_rfc3339(link->expires) + "."));
+    auto package = options_.results->open(token);
+    if (!package) return error_response(package.error() == errc::not_found ? none : package.error());
+    http_response r{200, {}, {}};
+    r.headers.set("Content-Type", "application/zip");
+    r.headers.set("Content-Disposition", "attachment; filename=\"" + link->subject_request_id + ".zip\"");
+    r.headers.set("Cache-Control", "no-store");
+    r.stream = std::make_shared<package_body>(std::move(*package));
+    return r;
   }
 
   http_response create(const std::string& workspace, std::string_view body, int used) {
-    if (body.size() > options_.max_body_bytes) return too_large();  // a chunked body has no Content-Length
+    if (body.size() > options_.max_body_bytes) return too_large(route_kind::requests);  // a chunked body has no Content-Length
     const timestamp now = clock_.now();
     auto receipt = options_.committer ? options_.committer->submit(workspace, body, now) : engine_.submit(workspace, body, now);
     if (!receipt) return error_response(receipt.error());
@@ -267,6 +345,7 @@ result<std::unique_ptr<api>> api::open(engine& engine, const signer& signer, con
   if (options.base_path.size() < 2 || options.base_path.front() != '/' || options.base_path.back() == '/')
     return error(errc::invalid_argument, "base_path must start with '/' and not end with one, e.g. \"/v3\"");
   if (options.max_body_bytes == 0) return error(errc::invalid_argument, "max_body_bytes must be at least 1");
+  if (options.max_import_bytes == 0) return error(errc::invalid_argument, "max_import_bytes must be at least 1");
   OPENDSR_TRY(detail::validate(options.limits));
   return std::unique_ptr<api>(new api(std::make_unique<impl>(engine, signer, workspaces, clock, std::move(options))));
 }

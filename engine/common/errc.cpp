@@ -32,6 +32,7 @@ class category final : public std::error_category {
       case errc::storage_corrupt: return "The stored data is corrupt.";
       case errc::network_error: return "The remote server could not be reached or did not answer properly.";
       case errc::destination_refused: return "The destination is not allowed by the outbound policy.";
+      case errc::gone: return "The resource is no longer available.";
       case errc::internal: return "Internal error.";
     }
     return "Unknown opendsr error.";

@@ -38,6 +38,7 @@ http_mapping mapping(errc e) noexcept {
     // Outbound failures (callbacks, partners): a route that relays one reports the upstream.
     case errc::network_error:
     case errc::destination_refused: return {502, "BadGatewayException"};
+    case errc::gone: return {410, "GoneException"};
   }
   return {500, "InternalServerErrorException"};
 }

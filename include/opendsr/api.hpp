@@ -8,6 +8,11 @@
 //   DELETE /requests/{id}              202  cancel it                     signed
 //   GET    /discovery (or /discovery/) 200  capabilities and certificate  public, unsigned
 //   GET    <path of the certificate URL>   the certificate PEM            public, unsigned
+//   GET    /results/{token}            200  a results package (zip), streamed; 404 when the token
+//                                           names nothing of this workspace or no data matched,
+//                                           410 once expired                (with options.results)
+//   POST   /subject-data               200  import JSON Lines (docs/import.md)
+//                                                                           (with options.subjects)
 // A known route with another method is 405 with Allow; anything else is 404.
 //
 // Checks run in this order, the first failure answering: route and method, body size (from
@@ -32,7 +37,9 @@
 #include <opendsr/http.hpp>
 #include <opendsr/rate_limits.hpp>
 #include <opendsr/result.hpp>
+#include <opendsr/results_store.hpp>
 #include <opendsr/signer.hpp>
+#include <opendsr/subject_data.hpp>
 #include <opendsr/workspaces.hpp>
 
 #include <cstddef>
@@ -55,6 +62,13 @@ struct api_options {
   // signs its response there, so the server needs more threads than cores for batches to form.
   // Default (nullptr): each POST commits alone.
   group_committer* committer = nullptr;
+  // Where results packages are read for GET /results/{token}; not owned. Default (nullptr): the
+  // route does not exist (404).
+  results_store* results = nullptr;
+  // Where POST /subject-data imports; not owned. Default (nullptr): the route does not exist.
+  subject_data* subjects = nullptr;
+  // The largest POST /subject-data body; a larger one is 413. Default: 16 MiB.
+  std::size_t max_import_bytes = 16 * 1024 * 1024;
   // How many distinct signed bodies to remember for signature reuse; 0 signs every response.
   // Default: 16384 (about 6 MiB).
   std::size_t signature_cache_entries = 16384;

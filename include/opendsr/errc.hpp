@@ -57,6 +57,8 @@ enum class errc {
   // An outbound destination is not allowed by the outbound policy: its scheme, or an address it
   // names or resolves to (loopback, private, link-local, metadata, ...). The message says which.
   destination_refused,
+  // The resource existed and is gone for good (an expired results link; HTTP 410).
+  gone,
   // A bug: an invariant of opendsr itself was found broken.
   internal,
 };

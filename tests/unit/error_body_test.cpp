@@ -43,6 +43,7 @@ TEST(ErrorBody, StatusesOfTheOpenDsrTable) {
   EXPECT_EQ(http_status(errc::storage_full), 507);
   EXPECT_EQ(http_status(errc::network_error), 502);
   EXPECT_EQ(http_status(errc::destination_refused), 502);
+  EXPECT_EQ(http_status(errc::gone), 410);
 }
 
 TEST(ErrorBody, DuplicateRequestIsTheMParticleExampleByteForByte) {
