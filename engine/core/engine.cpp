@@ -84,6 +84,24 @@ result<void> queue_missing_tasks(write_transaction& txn) {
   return {};
 }
 
+// Schemas 1 and 2 kept the body of ended requests: drop it (it holds the subject's identities).
+result<void> drop_ended_bodies(write_transaction& txn) {
+  std::vector<std::pair<std::string, request_record>> ended;
+  bool corrupt = false;
+  OPENDSR_TRY(txn.scan(keys::prefix(keys::table::request), {}, [&](std::string_view key, std::string_view value) {
+    auto r = decode_record(value);
+    if (!r) return !(corrupt = true);
+    if (is_terminal(r->status) && !r->body.empty()) ended.emplace_back(std::string(key), std::move(*r));
+    return true;
+  }));
+  if (corrupt) return error(errc::storage_corrupt, "A stored request record does not decode.");
+  for (auto& [key, r] : ended) {
+    r.body.clear();
+    OPENDSR_TRY(txn.put(key, encode_record(r)));
+  }
+  return {};
+}
+
 // Creates or checks the schema version entry, upgrading a store of schema 1 or 2, and makes the
 // results key.
 result<void> check_schema(write_transaction& txn, const engine_options& options) {
@@ -98,6 +116,7 @@ result<void> check_schema(write_transaction& txn, const engine_options& options)
     } else if (**stored != std::string_view(&keys::schema_version_2, 1)) {
       return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
     }
+    OPENDSR_TRY(drop_ended_bodies(txn));
   }
   if (!*stored || **stored != current) OPENDSR_TRY(txn.put(key, current));
   auto results_key = ensure_results_key(txn);

@@ -76,7 +76,7 @@ void expect_upgraded(storage& store) {
   EXPECT_TRUE(testing::store_problems(store).empty()) << ::testing::PrintToString(testing::store_problems(store));
   {
     auto txn = store.begin_read().value();
-    EXPECT_EQ(txn->get(detail::keys::schema_key()).value(), std::string_view("\x02", 1));
+    EXPECT_EQ(txn->get(detail::keys::schema_key()).value(), std::string_view(&detail::keys::schema_version, 1));
   }
   // Every callback is there, as it was: same URL, same bytes, first due at the same flush.
   std::size_t found = 0;

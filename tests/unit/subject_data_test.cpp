@@ -304,8 +304,9 @@ TEST_P(subject_data_test, erase_removes_every_trace) {
       EXPECT_EQ(k.find(clear), std::string::npos) << clear;
       EXPECT_EQ(v.find(clear), std::string::npos) << clear;
     }
-  // Removed: the profile, three index rows, two events; added: the store's hash key.
-  EXPECT_EQ(all.size(), keys_before - 6 + 1);
+  // Removed: the profile, three index rows, two events; added: the store's hash key and the
+  // profile's tombstone (its receipt: hashes only, checked above to hold no value in clear).
+  EXPECT_EQ(all.size(), keys_before - 6 + 2);
   // The engine's invariant checker accepts the subject tables (no engine opened this store, so
   // the schema entry alone is missing).
   auto txn = store_->begin_read().value();
