@@ -17,6 +17,7 @@ std::filesystem::path store_path(const std::filesystem::path& data_dir) { return
 std::filesystem::path default_key_path(const std::filesystem::path& data_dir) { return data_dir / "processor.key"; }
 std::filesystem::path default_certificate_path(const std::filesystem::path& data_dir) { return data_dir / "processor.crt"; }
 std::filesystem::path example_request_path(const std::filesystem::path& data_dir) { return data_dir / "example-request.json"; }
+std::filesystem::path example_data_path(const std::filesystem::path& data_dir) { return data_dir / "example-data.jsonl"; }
 
 result<std::unique_ptr<lmdb_storage>> open_store(const std::filesystem::path& data_dir, sync_mode sync) {
   lmdb_options options;
@@ -89,6 +90,14 @@ result<credentials> add_workspace(workspace_directory& workspaces, std::string_v
   credentials c{"key-" + *key, *secret};
   OPENDSR_TRY(workspaces.add(workspace_id, c.api_key, c.secret));
   return c;
+}
+
+std::string_view example_data_body() {
+  return R"({"mpid":"8675309","identities":{"email":"johndoe@example.com","ios_advertising_id":"EA7583CD-A667-48BC-B806-42ECB2B48606"},"attributes":{"first_name":"John","city":"Springfield"}}
+{"mpid":"8675309","event":{"event_name":"app_open","timestamp":"2021-10-30T09:12:00Z"}}
+{"mpid":"8675309","event":{"event_name":"purchase","timestamp":"2021-10-30T09:15:41Z","amount":19.99}}
+{"mpid":"8675309","event":{"event_name":"app_close","timestamp":"2021-10-30T09:20:03Z"}}
+)";
 }
 
 std::string_view example_request_body() {

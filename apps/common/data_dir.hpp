@@ -25,6 +25,7 @@ std::filesystem::path store_path(const std::filesystem::path& data_dir);
 std::filesystem::path default_key_path(const std::filesystem::path& data_dir);
 std::filesystem::path default_certificate_path(const std::filesystem::path& data_dir);
 std::filesystem::path example_request_path(const std::filesystem::path& data_dir);
+std::filesystem::path example_data_path(const std::filesystem::path& data_dir);
 
 // Opens (creating when absent) the data directory's store.
 result<std::unique_ptr<lmdb_storage>> open_store(const std::filesystem::path& data_dir, sync_mode sync);
@@ -57,5 +58,9 @@ result<credentials> add_workspace(workspace_directory& workspaces, std::string_v
 // The example request of the OpenDSR v3 documentation (seed 000), as printed there: its
 // extension is keyed "opendsr.mparticle.com", which opendsrd interprets by default.
 std::string_view example_request_body();
+
+// Subject data for the example request's subject (docs/import.md's JSON Lines): a profile with
+// its email and IDFA and three events, so that an access request for them yields a package.
+std::string_view example_data_body();
 
 }  // namespace opendsr::app

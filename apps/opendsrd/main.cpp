@@ -331,6 +331,8 @@ int run(config c) {
     demo = std::move(*made);
     if (!std::filesystem::exists(example_request_path(dir)))
       if (auto w = create_file(example_request_path(dir), example_request_body(), 0644); !w) return fail("example request", w.error());
+    if (!std::filesystem::exists(example_data_path(dir)))
+      if (auto w = create_file(example_data_path(dir), example_data_body(), 0644); !w) return fail("example data", w.error());
   }
 
   const bool default_key = c.key_file.empty() && c.certificate_file.empty();
@@ -549,13 +551,17 @@ int run(config c) {
   });
 
   if (demo) {
+    const std::string curl = std::string("  curl -s ") + (tls ? "-k " : "") + "-u '" + demo->api_key + ":" + demo->secret + "' ";
     std::cout << "First run: made workspace \"" << c.demo_workspace << "\" in " << dir.string()
               << ". Its credentials are shown only now (the secret is stored hashed):\n"
               << "  api key: " << demo->api_key << "\n"
               << "  secret:  " << demo->secret << "\n"
+              << "Import the example subject's data (JSON Lines, docs/import.md):\n"
+              << curl << "-H 'Content-Type: application/x-ndjson' --data-binary @" << example_data_path(dir).string() << " "
+              << base << "/v3/subject-data\n"
               << "Submit the OpenDSR v3 example request:\n"
-              << "  curl -s " << (tls ? "-k " : "") << "-u '" << demo->api_key << ":" << demo->secret << "' -H 'Content-Type: application/json' --data-binary @"
-              << example_request_path(dir).string() << " " << base << "/v3/requests\n";
+              << curl << "-H 'Content-Type: application/json' --data-binary @" << example_request_path(dir).string() << " "
+              << base << "/v3/requests\n";
   }
   std::cout << "opendsrd listening on " << base << " (processor domain " << c.domain << ", " << c.threads << " threads"
             << (c.test_mode ? ", TEST MODE: manual clock at " + format_rfc3339(now_clock.now()) : std::string()) << ")"
