@@ -380,7 +380,13 @@ TEST(DaemonProcess, FirstRunPrintsCredentialsAndACurlLineThatWorksAndSigtermKeep
     const std::string& out = d.stdout_text();
     EXPECT_FALSE(value_after(out, "api key:").empty()) << out;
     EXPECT_FALSE(value_after(out, "secret:").empty()) << out;
-    curl_line = "curl " + value_after(out, "curl");
+    // Two curl lines: the example subject's data, then the example request.
+    auto [imported, report] = run("curl " + value_after(out, "curl"));
+    EXPECT_EQ(imported, 0);
+    EXPECT_EQ(report, R"({"lines":4,"imported":4,"profiles":1,"events":3,"refused":[]})");
+    const std::size_t submit = out.find("Submit the OpenDSR v3 example request");
+    ASSERT_NE(submit, std::string::npos) << out;
+    curl_line = "curl " + value_after(out.substr(submit), "curl");
     auto [status, answer] = run(curl_line);
     EXPECT_EQ(status, 0);
     EXPECT_NE(answer.find("\"subject_request_id\":\"a7551968-d5d6-44b2-9831-815ac9017798\""), std::string::npos) << answer;
