@@ -1,11 +1,11 @@
 #include "outbox/fulfilment_tasks.hpp"
 
+#include "common/random_bytes.hpp"
 #include "common/sha256.hpp"
 #include "store/codec.hpp"
 #include "store/keys.hpp"
 #include "store/record.hpp"
 
-#include <random>
 
 namespace opendsr::detail {
 namespace {
@@ -173,12 +173,7 @@ result<std::string> ensure_results_key(write_transaction& txn) {
     if ((*stored)->size() != results_key_size) return corrupt("The stored results key is malformed.");
     return std::string(**stored);
   }
-  std::random_device rd;  // the kernel's CSPRNG on Linux (getrandom)
-  std::string key;
-  while (key.size() < results_key_size) {
-    const unsigned v = rd();
-    for (int b = 0; b < 4 && key.size() < results_key_size; ++b) key += static_cast<char>((v >> (8 * b)) & 0xFF);
-  }
+  const std::string key = random_bytes(results_key_size);
   OPENDSR_TRY(txn.put(keys::results_key_key(), key));
   return key;
 }

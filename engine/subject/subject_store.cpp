@@ -13,6 +13,7 @@
 // mpid is 8 bytes big-endian with the sign bit flipped, seq 8 bytes big-endian, so both order.
 #include <opendsr/subject_data.hpp>
 
+#include "common/random_bytes.hpp"
 #include "common/sha256.hpp"
 #include "store/codec.hpp"
 #include "store/keys.hpp"
@@ -24,7 +25,6 @@
 #include <array>
 #include <charconv>
 #include <map>
-#include <random>
 #include <set>
 #include <utility>
 
@@ -557,12 +557,7 @@ class storage_subject_data final : public subject_data {
     auto got = t.get(hash_key_key());
     if (!got) return std::move(got).error();
     if (*got) return std::string(**got);
-    std::random_device rd;
-    std::string key;
-    while (key.size() < tombstone_key_size) {
-      const unsigned v = rd();
-      for (int b = 0; b < 4 && key.size() < tombstone_key_size; ++b) key += static_cast<char>((v >> (8 * b)) & 0xFF);
-    }
+    const std::string key = detail::random_bytes(tombstone_key_size);
     OPENDSR_TRY(t.put(hash_key_key(), key));
     return key;
   }
