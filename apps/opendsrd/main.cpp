@@ -420,10 +420,17 @@ int run(config c) {
   if (!c.results_url.ends_with('/')) c.results_url += '/';
   data_fulfilment_options fulfil_options;
   fulfil_options.results_base_url = c.results_url;
-  fulfil_options.build_package = [&signer = **signer, scratch = dir / "results"](subject_data& data, std::string_view ws,
-                                                                                  profile_id profile, results_writer& out) -> result<void> {
+  // Package builds write the profile's lines to scratch files: on the data directory's file
+  // system (not /tmp), and wiped at every start, since a build a crash interrupted leaves them.
+  const std::filesystem::path scratch = dir / "package-scratch";
+  std::filesystem::remove_all(scratch, ec);
+  if (!ec) std::filesystem::create_directory(scratch, ec);
+  if (!ec) std::filesystem::permissions(scratch, std::filesystem::perms::owner_all, ec);
+  if (ec) return fail("package scratch", error(errc::storage_io, scratch.string() + ": " + ec.message()));
+  fulfil_options.build_package = [&signer = **signer, scratch](subject_data& data, std::string_view ws, profile_id profile,
+                                                               results_writer& out) -> result<void> {
     package_options o;
-    o.scratch_directory = scratch;  // the results store's file system, not /tmp
+    o.scratch_directory = scratch;
     auto built = build_package(data, ws, profile, signer, out, o);
     if (!built) return std::move(built).error();
     return {};
@@ -486,28 +493,27 @@ int run(config c) {
   meter.set_callbacks_in_flight([d = dispatcher->get()] { return d->in_flight(); });
 
   // After an erasure the freed LMDB pages still hold what it erased (copy-on-write): zero them.
-  // Pages a reader's snapshot may still see are left for the next tick (or clock move).
-  std::atomic<bool> scrub_wanted{false};
-  auto scrub = [&store = **store, &scrub_wanted] {
-    scrub_wanted = false;
+  // Pages a reader's snapshot may still see are left for the next few ticks (or clock moves): a
+  // scrub's own commit leaves some held pages too, so "held" alone would never end the retries.
+  // One scrub is owed at start: the last run may have died between an erasure and its scrub.
+  constexpr int scrubs_after_erasure = 3;
+  std::atomic<int> scrubs_owed{1};
+  auto scrub = [&store = **store, &scrubs_owed] {
     auto report = store.scrub_free_pages();
-    if (!report) {
-      scrub_wanted = true;
-      return log_event("error", "scrub_failed", {{"message", report.error().message()}});
-    }
-    if (report->pages_held > 0) scrub_wanted = true;
+    if (!report) return log_event("error", "scrub_failed", {{"message", report.error().message()}});
+    scrubs_owed = report->pages_held == 0 ? 0 : std::max(0, scrubs_owed - 1);
     log_event("info", "scrubbed", {{"pages", std::to_string(report->pages_scrubbed)},
                                    {"held", std::to_string(report->pages_held)}});
   };
   timer.set_after_run([&] {
-    if (scrub_wanted) scrub();
+    if (scrubs_owed > 0) scrub();
   });
 
   fulfilment_runner_options run_options;
   run_options.owner = c.node_name;
   run_options.workers = c.fulfilment_workers;
   run_options.results = packages->get();
-  run_options.on_run = [&timer, &scrub, test_mode = c.test_mode](const fulfilment_run& r) {
+  run_options.on_run = [&timer, &scrub, &scrubs_owed, test_mode = c.test_mode](const fulfilment_run& r) {
     // Never an identity: the workspace, the request id, its type and why.
     const bool completed = r.recorded && *r.recorded == fulfilment_recorded::completed;
     const std::string why = !r.error.empty() ? r.error : !r.recorded ? "recording failed: " + r.recorded.error().message()
@@ -516,7 +522,10 @@ int run(config c) {
     log_event(completed ? "info" : "warn", completed ? "fulfilled" : "fulfilment_not_done",
               {{"workspace", r.workspace}, {"request", r.subject_request_id}, {"type", to_string(r.type)},
                {"attempt", attempt}, {"ms", ms}, {"error", why}});
-    if (completed && r.type == request_type::erasure) scrub();
+    if (completed && r.type == request_type::erasure) {
+      scrubs_owed = scrubs_after_erasure;
+      scrub();
+    }
     if (!test_mode) timer.request_rearm();
   };
   run_options.on_error = [](const error& e) { log_event("error", "fulfilment_failed", {{"message", e.message()}}); };
@@ -528,7 +537,7 @@ int run(config c) {
   clock_moved = [&, d = dispatcher->get(), r = runner->get()] {
     r->poll();
     r->wait_idle();
-    if (scrub_wanted) scrub();
+    if (scrubs_owed > 0) scrub();
     d->poll();
   };
 

@@ -151,6 +151,8 @@ std::string_view route_label(std::string_view target, std::string_view base_path
   if (path == "/requests" || path == "/requests/") return "requests";
   if (path.starts_with("/requests/")) return "request";
   if (path == "/discovery" || path == "/discovery/") return "discovery";
+  if (path.starts_with("/results/")) return "results";
+  if (path == "/subject-data" || path == "/subject-data/") return "subject_data";
   return "other";
 }
 

@@ -241,7 +241,7 @@ class checker {
 
   // Rule 7: a fulfilment task per request at most, only while it is in progress, indexed at its
   // due time; results tokens name completed requests, and only those names expire; an ended
-  // request keeps no body.
+  // request keeps neither its body nor its identity digest.
   void check_fulfilment(const store_index& s) {
     std::set<std::pair<timestamp, std::string>> due;
     for (const auto& [ref, value] : s.tasks) {
@@ -265,7 +265,8 @@ class checker {
     for (const auto& e : s.results_expiry)
       if (!expiring.contains(e)) add("a results expiry entry disagrees with its token");
     for (const auto& [ref, r] : s.records)
-      if (is_terminal(r.status) && !r.body.empty()) add("ended request " + r.subject_request_id + " still holds its body");
+      if (is_terminal(r.status) && (!r.body.empty() || r.conflict_digest != sha256_digest{}))
+        add("ended request " + r.subject_request_id + " still holds its body or its identity digest");
   }
 
   void check_callback(const std::string& what, const request_record& r, request_status status,

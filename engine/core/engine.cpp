@@ -84,19 +84,22 @@ result<void> queue_missing_tasks(write_transaction& txn) {
   return {};
 }
 
-// Schemas 1 and 2 kept the body of ended requests: drop it (it holds the subject's identities).
+// Schemas 1 and 2 kept the body and conflict digest of ended requests: drop them (they hold, or
+// confirm, the subject's identities).
 result<void> drop_ended_bodies(write_transaction& txn) {
   std::vector<std::pair<std::string, request_record>> ended;
   bool corrupt = false;
   OPENDSR_TRY(txn.scan(keys::prefix(keys::table::request), {}, [&](std::string_view key, std::string_view value) {
     auto r = decode_record(value);
     if (!r) return !(corrupt = true);
-    if (is_terminal(r->status) && !r->body.empty()) ended.emplace_back(std::string(key), std::move(*r));
+    if (is_terminal(r->status) && (!r->body.empty() || r->conflict_digest != sha256_digest{}))
+      ended.emplace_back(std::string(key), std::move(*r));
     return true;
   }));
   if (corrupt) return error(errc::storage_corrupt, "A stored request record does not decode.");
   for (auto& [key, r] : ended) {
     r.body.clear();
+    r.conflict_digest = {};
     OPENDSR_TRY(txn.put(key, encode_record(r)));
   }
   return {};

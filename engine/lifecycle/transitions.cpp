@@ -42,9 +42,12 @@ result<void> write_status(write_transaction& txn, const engine_options& options,
     if (!erased) return std::move(erased).error();
     if (!*erased) return corrupt_index("conflict index entry", r);
     // An ended request keeps no copy of the body, whose identities are the subject's personal
-    // data: nothing reads it after this (the conflict index entry is gone, the fulfilment done).
+    // data, nor the digest of its identity set (unsalted: a guessed identity could be confirmed
+    // against it): nothing reads them after this (the conflict index entry is gone, the
+    // fulfilment done).
     request_record ended = r;
     ended.body.clear();
+    ended.conflict_digest = {};
     OPENDSR_TRY(txn.put(keys::request_key(ref), encode_record(ended)));
   } else {
     OPENDSR_TRY(txn.put(keys::request_key(ref), encode_record(r)));

@@ -21,7 +21,7 @@ namespace opendsr::detail {
 // `old_timer` (nullopt: a new request) to timer_due(r), its conflict index entry removed if the
 // status is terminal, and its outbound work written (callbacks due at the first flush not before
 // `now`, and the fulfilment task queued or dropped). A terminal status's record is stored without
-// its body. `ref` is keys::request_ref(r.workspace, r.subject_request_id).
+// its body and its conflict digest. `ref` is keys::request_ref(r.workspace, r.subject_request_id).
 result<void> write_status(write_transaction& txn, const engine_options& options, const request_record& r,
                           std::string_view ref, std::optional<timestamp> old_timer, timestamp now);
 
