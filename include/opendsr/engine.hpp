@@ -87,7 +87,9 @@ class engine {
   // Validates the options (errc::invalid_argument naming the option) and the store's schema
   // version (errc::storage_corrupt if the store was written by an incompatible version), and
   // records the schema version in a new store. A store of schema 1 (before callback delivery)
-  // is upgraded in place, in one transaction: its outbox becomes callbacks queued as they were.
+  // or 2 (before fulfilment tasks) is upgraded in place, in one transaction: a schema-1 outbox
+  // becomes callbacks queued as they were, and ended requests drop their body and conflict
+  // digest. Under fulfilment_mode::tasks, every in_progress request without a task gets one.
   static result<engine> open(storage& store, engine_options options);
 
   engine(engine&&) noexcept;
