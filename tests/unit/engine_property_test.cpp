@@ -4,6 +4,20 @@
 // full groups happen often), on a store whose commits fail at random (conflicts that the engine
 // retries, and I/O errors that fail the operation). After every few steps the invariant checker
 // scans the whole store; the answers are checked against a model of which ids were accepted.
+//
+// The second test runs the same histories in fulfilment_mode::tasks and mixes in the fulfilment
+// runner's steps: claims by a few owners (some left to lapse, some recorded late, with leases
+// that went stale), done outcomes with and without a results URL, errors retried after a
+// backoff, an owner's leases released, results expired and forgotten, and the clock moved to
+// lease expiries and due times. A model of tasks, leases and links checks, besides the
+// invariant checker: a request completes only through record_fulfilment (never by the timer;
+// after a tick an estimate in progress lies past now); record_fulfilment is stale exactly when
+// the lease is not the task's current one; a claimed task is not claimed again before its lease
+// expires, and attempts grow by one per claim; tokens are the same on every claim, empty for
+// erasure; a request completed with a URL has its token found by engine::results for its
+// workspace (not another's) until results_lifetime passes, then expired (still after it is
+// forgotten), and listed by expired_results in expiry order; one completed without a URL has
+// none; after the history, every request ends terminal and nothing is left due.
 #include <opendsr/engine.hpp>
 
 #include "../support/engine_fixture.hpp"
@@ -12,6 +26,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <random>
@@ -34,8 +49,14 @@ using outcome_counts = std::map<std::string, int>;
 
 class random_history {
  public:
-  random_history(std::uint64_t seed, outcome_counts& seen) : rng_(seed), faulty_(store_), seen_(seen) {
+  random_history(std::uint64_t seed, outcome_counts& seen, bool tasks = false)
+      : rng_(seed), faulty_(store_), seen_(seen), tasks_(tasks) {
     engine_options o = testing::test_options();
+    if (tasks_) {
+      o.fulfilment.mode = fulfilment_mode::tasks;
+      o.fulfilment.lease = std::chrono::minutes(10);
+    }
+    policy_ = o.fulfilment;
     o.max_group_size = 4;
     o.tick_batch_size = 1 + rng_() % 4;
     o.callbacks.max_attempts = 1 + rng_() % 3;  // dead letters happen
@@ -52,14 +73,20 @@ class random_history {
 
   void run() {
     for (int step = 0; step < steps_per_seed && !::testing::Test::HasFailure(); ++step) {
-      switch (rng_() % 13) {
+      switch (rng_() % (tasks_ ? 20 : 13)) {
         case 0: case 1: case 2: case 3: submit_one(); break;
         case 4: submit_several(); break;
         case 5: cancel(); break;
         case 6: case 7: advance(); break;
         case 8: case 9: tick(); break;
         case 10: redrive(); break;
-        default: deliver(); break;
+        case 11: case 12: deliver(); break;
+        case 13: case 14: case 19: claim_tasks(); break;
+        case 15: record_held(); break;
+        case 16: release_leases(); break;
+        case 17: expire_results(); break;
+        case 18: advance_to_lease(); break;
+        default: break;
       }
       if (step % check_every == 0) expect_consistent(step);
     }
@@ -70,12 +97,30 @@ class random_history {
     ASSERT_TRUE(e_->tick(now_));
     ASSERT_TRUE(e_->redrive_callbacks(now_));
     for (int round = 0; round < 10; ++round, now_ += std::chrono::days(1)) {  // past every backoff and lease
+      if (tasks_) {
+        const auto due_tasks = e_->claim_fulfilments(now_, 1000, "final").value();
+        for (const auto& c : due_tasks) {
+          on_claimed(c, "final");
+          record_outcome(c, c.job.type == request_type::erasure ? outcome_kind::done_without_url : outcome_kind::done_with_url);
+        }
+      }
       const auto claimed = e_->claim_callbacks(now_, 1000, "final").value();
       std::vector<callback_outcome> outcomes;
       for (const auto& c : claimed) outcomes.push_back({c.entry_key, c.lease, true, "sig", {}});
       EXPECT_EQ(e_->record_callbacks(outcomes, now_).value().delivered, claimed.size());
     }
     EXPECT_EQ(e_->callback_queue().value().queued, 0u);
+    if (tasks_) {  // every package past its lifetime, deleted and forgotten
+      expect_consistent(steps_per_seed);
+      now_ += policy_.results_lifetime;
+      const auto expired = e_->expired_results(now_, 100'000).value();
+      std::size_t pending = 0;
+      for (const auto& [key, link] : links_) pending += !link.forgotten;
+      EXPECT_EQ(expired.size(), pending);
+      EXPECT_EQ(e_->forget_expired_results(expired).value(), pending);
+      for (auto& [key, link] : links_) link.forgotten = true;
+      EXPECT_TRUE(e_->fulfilment_tasks().value().empty());
+    }
     EXPECT_EQ(e_->next_due().value(), std::nullopt);
     for (const auto& [key, accepted] : accepted_) {
       const auto s = e_->status(key.first, key.second);
@@ -197,13 +242,37 @@ class random_history {
   void tick() {
     const auto r = e_->tick(now_);
     if (r && r->transitions > 0) ++seen_["tick with transitions"];
-    if (r) {
-      // Nothing the tick can do is left due; what is due is callbacks, and once a dispatcher has
-      // claimed them all, nothing at all is due until later.
+    if (r && tasks_) {
+      ++seen_["tick"];
+      expect_estimates_past_now();
+    }
+    if (r && tasks_ && rng_() % 4 != 0) {
+      // Due tasks stay due until a runner claims them: no check of next_due this time.
+    } else if (r) {
+      // Nothing the tick can do is left due; what is due is callbacks (and tasks and expired
+      // results), and once a dispatcher (and a runner) has claimed them all (and the expired
+      // packages are forgotten), nothing at all is due until later.
       faulty_.set_policy(nullptr);
+      if (tasks_) {
+        const auto due_tasks = e_->claim_fulfilments(now_, 100'000, "tick-check").value();
+        for (const auto& c : due_tasks) {
+          on_claimed(c, "tick-check");
+          record_outcome(c, random_outcome(c));
+        }
+      }
+      std::size_t expired = 0;
+      if (tasks_) {  // and packages past their lifetime are deleted
+        const auto tokens = e_->expired_results(now_, 100'000).value();
+        expired = tokens.size();
+        EXPECT_EQ(e_->forget_expired_results(tokens).value(), tokens.size());
+        const std::set<std::string> gone(tokens.begin(), tokens.end());
+        for (auto& [key, link] : links_)
+          if (gone.contains(link.token)) link.forgotten = true;
+      }
       const auto claimed = e_->claim_callbacks(now_, 100'000, "tick-check").value();
       const auto due = e_->next_due().value();
-      EXPECT_TRUE(!due || *due > now_);
+      EXPECT_TRUE(!due || *due > now_) << "due " << (due ? format_rfc3339(*due) : "never") << " at "
+                                       << format_rfc3339(now_) << ", " << expired << " results expired";
       record(claimed);
       faulty_.set_policy(faults_);
     } else {
@@ -259,6 +328,228 @@ class random_history {
   void expect_consistent(int step) {
     const auto problems = testing::store_problems(store_);
     EXPECT_TRUE(problems.empty()) << "after step " << step << ": " << ::testing::PrintToString(problems);
+    if (tasks_) expect_tasks_model(step);
+  }
+
+  // ---- fulfilment_mode::tasks ----
+
+  // The model of one request's task, from the claims and outcomes the engine accepted.
+  struct task_model {
+    std::string lease;  // the current lease; empty when none (never claimed, released, retried)
+    std::string owner;
+    timestamp lease_expiry;
+    std::uint32_t attempts = 0;
+    std::string token;  // from the first claim
+    bool completed = false;
+  };
+  // The results link of a request completed with a URL.
+  struct link_model {
+    std::string token;
+    timestamp expires;
+    bool forgotten = false;
+  };
+  enum class outcome_kind { done_with_url, done_without_url, failed };
+
+  static constexpr const char* owners[] = {"node-a", "node-b", "node-c"};
+
+  request_key key_of(const fulfilment_job& job) const { return {job.controller_id, job.subject_request_id}; }
+
+  void on_claimed(const claimed_fulfilment& c, const std::string& owner) {
+    const request_key key = key_of(c.job);
+    EXPECT_TRUE(accepted_.contains(key)) << "claimed a request never accepted: " << key.second;
+    task_model& t = tasks_model_[key];
+    EXPECT_FALSE(t.completed) << "a completed request's task claimed: " << key.second;
+    if (!t.lease.empty()) {
+      EXPECT_GE(now_, t.lease_expiry) << "claimed again before its lease expired: " << key.second;
+      ++seen_["task claimed again after its lease expired"];
+    }
+    EXPECT_EQ(c.job.attempt, t.attempts + 1) << "attempts grow by one per claim: " << key.second;
+    t.attempts = c.job.attempt;
+    EXPECT_EQ(c.job.results_token.empty(), c.job.type == request_type::erasure) << key.second;
+    if (t.token.empty()) t.token = c.job.results_token;
+    EXPECT_EQ(c.job.results_token, t.token) << "the same token on every claim: " << key.second;
+    t.lease = c.lease;
+    t.owner = owner;
+    t.lease_expiry = now_ + policy_.lease;
+    const auto s = e_->status(key.first, key.second);
+    if (s) {
+      EXPECT_EQ(s->status, request_status::in_progress) << key.second;
+    }
+  }
+
+  outcome_kind random_outcome(const claimed_fulfilment& c) {
+    const auto roll = rng_() % 3;
+    if (roll == 0) return outcome_kind::failed;
+    if (roll == 1 || c.job.type == request_type::erasure) return outcome_kind::done_without_url;
+    return outcome_kind::done_with_url;
+  }
+
+  void record_outcome(const claimed_fulfilment& c, outcome_kind kind) {
+    const request_key key = key_of(c.job);
+    fulfilment_outcome o{key.first, key.second, c.lease, fulfilment_done{}};
+    std::optional<std::string> url;
+    if (kind == outcome_kind::failed) o.outcome = error(errc::storage_io, "injected fulfilment failure");
+    if (kind == outcome_kind::done_with_url) {
+      url = "https://results.example/v3/results/" + c.job.results_token;
+      o.outcome = fulfilment_done{url};
+    }
+    task_model& t = tasks_model_[key];
+    const bool current = !t.completed && !t.lease.empty() && t.lease == c.lease;
+    const auto r = e_->record_fulfilment(o, now_);
+    if (!r) {
+      EXPECT_TRUE(r.error().code() == errc::storage_conflict || r.error().code() == errc::storage_io)
+          << r.error().message();
+      return;
+    }
+    if (!current) {
+      EXPECT_EQ(*r, fulfilment_recorded::stale) << key.second;
+      ++seen_["fulfilment outcome stale"];
+      return;
+    }
+    t.lease.clear();
+    if (kind == outcome_kind::failed) {
+      EXPECT_EQ(*r, fulfilment_recorded::retrying) << key.second;
+      ++seen_["fulfilment retrying"];
+      return;
+    }
+    EXPECT_EQ(*r, fulfilment_recorded::completed) << key.second;
+    t.completed = true;
+    ++seen_[url ? "fulfilment completed with a link" : "fulfilment completed without a link"];
+    if (url) links_[key] = {c.job.results_token, now_ + policy_.results_lifetime};
+    const auto s = e_->status(key.first, key.second);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->status, request_status::completed) << key.second;
+    EXPECT_EQ(s->results_url, url) << key.second;
+  }
+
+  // Claims some due tasks for one owner; records some outcomes now, holds the others for later
+  // (when their lease may be lost) or forever (a runner that died).
+  void claim_tasks() {
+    const std::string owner = owners[rng_() % 3];
+    auto claimed = e_->claim_fulfilments(now_, 1 + rng_() % 4, owner);
+    if (!claimed) {
+      EXPECT_TRUE(claimed.error().code() == errc::storage_conflict || claimed.error().code() == errc::storage_io);
+      return;
+    }
+    ++seen_[claimed->empty() ? "fulfilment claim of nothing" : "fulfilment claim"];
+    for (const auto& c : *claimed) {
+      on_claimed(c, owner);
+      if (rng_() % 3) record_outcome(c, random_outcome(c));
+      else held_.push_back(c);
+    }
+  }
+
+  void record_held() {
+    if (held_.empty()) return;
+    const std::size_t i = rng_() % held_.size();
+    const claimed_fulfilment c = held_[i];
+    held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+    ++seen_["fulfilment outcome recorded late"];
+    record_outcome(c, random_outcome(c));
+  }
+
+  void release_leases() {
+    const std::string owner = owners[rng_() % 3];
+    std::size_t expected = 0;
+    for (const auto& [key, t] : tasks_model_) expected += !t.completed && !t.lease.empty() && t.owner == owner;
+    const auto n = e_->release_fulfilment_leases(owner, now_);
+    if (!n) {
+      EXPECT_TRUE(n.error().code() == errc::storage_conflict || n.error().code() == errc::storage_io);
+      return;
+    }
+    EXPECT_EQ(*n, expected) << owner;
+    if (*n > 0) ++seen_["fulfilment leases released"];
+    for (auto& [key, t] : tasks_model_)
+      if (!t.completed && t.owner == owner) t.lease.clear();
+  }
+
+  void expire_results() {
+    const std::size_t max = 1 + rng_() % 4;
+    const auto expired = e_->expired_results(now_, max);
+    ASSERT_TRUE(expired);
+    std::vector<std::pair<timestamp, std::string>> due;
+    for (const auto& [key, link] : links_)
+      if (!link.forgotten && link.expires <= now_) due.emplace_back(link.expires, link.token);
+    std::sort(due.begin(), due.end());
+    EXPECT_EQ(expired->size(), std::min(max, due.size()));
+    std::optional<timestamp> previous;
+    for (const std::string& token : *expired) {
+      auto it = std::find_if(due.begin(), due.end(), [&](const auto& d) { return d.second == token; });
+      ASSERT_NE(it, due.end()) << "expired_results lists a token that is not due";
+      if (previous) {
+        EXPECT_LE(*previous, it->first) << "expired_results in expiry order";
+      }
+      previous = it->first;
+    }
+    if (expired->empty()) return;
+    ++seen_["results expired"];
+    std::vector<std::string> forget(expired->begin(), expired->begin() + static_cast<std::ptrdiff_t>(1 + rng_() % expired->size()));
+    if (rng_() % 3 == 0) forget.push_back(forget.front());  // forgotten twice: counted once
+    const auto n = e_->forget_expired_results(forget);
+    if (!n) {
+      EXPECT_TRUE(n.error().code() == errc::storage_conflict || n.error().code() == errc::storage_io);
+      return;
+    }
+    const std::set<std::string> distinct(forget.begin(), forget.end());
+    EXPECT_EQ(*n, distinct.size());
+    for (auto& [key, link] : links_)
+      if (distinct.contains(link.token)) link.forgotten = true;
+    ++seen_["results forgotten"];
+  }
+
+  // Moves the clock to a held lease's expiry, or just past a backoff, or a little on.
+  void advance_to_lease() {
+    std::vector<timestamp> expiries;
+    for (const auto& [key, t] : tasks_model_)
+      if (!t.lease.empty() && !t.completed) expiries.push_back(t.lease_expiry);
+    const auto roll = rng_() % 3;
+    if (roll == 0 && !expiries.empty()) {
+      now_ = std::max(now_, expiries[rng_() % expiries.size()] - std::chrono::microseconds(rng_() % 2));
+    } else if (roll == 1) {
+      now_ += std::chrono::seconds(1 + rng_() % 3600);  // within the retry backoffs
+    } else {
+      now_ += std::chrono::minutes(rng_() % 20);  // about a lease
+    }
+  }
+
+  void expect_estimates_past_now() {
+    for (const auto& [key, accepted] : accepted_) {
+      const auto s = e_->status(key.first, key.second);
+      ASSERT_TRUE(s);
+      if (s->status != request_status::in_progress) continue;
+      ASSERT_TRUE(s->expected_completion_time) << key.second;
+      EXPECT_GT(*s->expected_completion_time, now_) << "an overdue estimate moves past now: " << key.second;
+      auto [at, fresh] = estimates_.try_emplace(key, *s->expected_completion_time);
+      if (!fresh && at->second != *s->expected_completion_time) ++seen_["overdue estimate moved"];
+      at->second = *s->expected_completion_time;
+    }
+  }
+
+  void expect_tasks_model(int step) {
+    for (const auto& [key, accepted] : accepted_) {
+      const auto s = e_->status(key.first, key.second);
+      ASSERT_TRUE(s);
+      const auto t = tasks_model_.find(key);
+      const bool recorded = t != tasks_model_.end() && t->second.completed;
+      EXPECT_EQ(s->status == request_status::completed, recorded)
+          << "after step " << step << ": completed only through record_fulfilment: " << key.second;
+    }
+    for (const auto& [key, t] : tasks_model_) {
+      if (!t.completed || t.token.empty()) continue;
+      const auto link = links_.find(key);
+      const auto found = e_->results(key.first, t.token, now_);
+      if (link == links_.end()) {  // completed without a URL: no link
+        EXPECT_EQ(found.error().code(), errc::not_found) << key.second;
+        continue;
+      }
+      ASSERT_TRUE(found) << key.second << ": " << found.error().message();
+      EXPECT_EQ(found->subject_request_id, key.second);
+      EXPECT_EQ(found->expires, link->second.expires);
+      EXPECT_EQ(found->expired, now_ >= link->second.expires) << key.second;
+      if (found->expired) ++seen_["results link expired"];
+      const std::string other = key.first == "w1" ? "w2" : "w1";
+      EXPECT_EQ(e_->results(other, t.token, now_).error().code(), errc::not_found) << "another workspace's token";
+    }
   }
 
   std::mt19937_64 rng_;
@@ -269,6 +560,12 @@ class random_history {
   std::map<request_key, bool> accepted_;
   faulty_storage_policy faults_;
   outcome_counts& seen_;
+  bool tasks_ = false;
+  fulfilment_policy policy_;
+  std::map<request_key, task_model> tasks_model_;
+  std::map<request_key, link_model> links_;
+  std::vector<claimed_fulfilment> held_;
+  std::map<request_key, timestamp> estimates_;  // in progress, as the last tick left them
 };
 
 TEST(EngineProperty, RandomHistoriesKeepEveryInvariant) {
@@ -291,6 +588,24 @@ TEST(EngineProperty, RandomHistoriesKeepEveryInvariant) {
   std::string summary;
   for (const auto& [what, n] : seen) summary += "  " + what + ": " + std::to_string(n) + "\n";
   std::cout << "outcomes over " << seeds << " seeds:\n" << summary;
+}
+
+TEST(EngineProperty, RandomHistoriesWithFulfilmentTasksKeepEveryInvariant) {
+  outcome_counts seen;
+  for (int seed = 1; seed <= seeds && !::testing::Test::HasFailure(); ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    random_history(seed, seen, true).run();
+  }
+  EXPECT_GT(seen["submit accepted"], 0);
+  for (const char* what : {"fulfilment claim", "fulfilment claim of nothing", "fulfilment completed with a link",
+                           "fulfilment completed without a link", "fulfilment retrying", "fulfilment outcome stale",
+                           "fulfilment outcome recorded late", "fulfilment leases released",
+                           "task claimed again after its lease expired", "results expired", "results forgotten",
+                           "results link expired", "overdue estimate moved", "callbacks delivered"})
+    EXPECT_GT(seen[what], 0) << what;
+  std::string summary;
+  for (const auto& [what, n] : seen) summary += "  " + what + ": " + std::to_string(n) + "\n";
+  std::cout << "outcomes over " << seeds << " seeds in tasks mode:\n" << summary;
 }
 
 }  // namespace
