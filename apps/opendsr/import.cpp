@@ -8,8 +8,8 @@
 
 #include "common/data_dir.hpp"
 // Engine internals (the tool is built with opendsr's own sources, not as an embedder).
-#include "../../engine/common/base64.hpp"
-#include "../../engine/subject/import_lines.hpp"
+#include "common/base64.hpp"
+#include "subject/import_lines.hpp"
 
 #include <opendsr/botan.hpp>
 #include <opendsr/subject_data.hpp>

@@ -250,7 +250,8 @@ struct api::impl {
     auto workspace = workspaces_.authenticate(who->api_key, who->secret);
     if (!workspace) return error_response(workspace.error());
 
-    detail::rate_decision admitted = limiter_.admit(*workspace, clock_.now(), is_post);
+    // An import is a call, not a new request: it does not spend the daily new-request quota.
+    detail::rate_decision admitted = limiter_.admit(*workspace, clock_.now(), is_post && r->kind == route_kind::requests);
     if (!admitted.allowed) {
       http_response refused = error_response(error(errc::rate_limited, "Retry after " + std::to_string(admitted.retry_after.count()) + " s."));
       refused.headers.set("Retry-After", std::to_string(admitted.retry_after.count()));

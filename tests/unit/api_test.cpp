@@ -3,6 +3,8 @@
 // botan_test; here what matters is when they are called).
 #include <opendsr/api.hpp>
 #include <opendsr/memory_storage.hpp>
+#include <opendsr/results_files_store.hpp>
+#include <opendsr/subject_data.hpp>
 
 #include "api/signature_cache.hpp"
 #include "common/base64.hpp"
@@ -12,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,11 +76,12 @@ class Api : public ::testing::Test {
   }
 
   http_response call(std::string method, std::string target, std::string body = {},
-                     std::optional<std::string> authorization = basic(key_a, secret_a)) {
+                     std::optional<std::string> authorization = basic(key_a, secret_a),
+                     std::string content_type = "application/json") {
     http_request r{std::move(method), std::move(target), {}, std::move(body)};
     if (authorization) r.headers.set("Authorization", *authorization);
     if (r.method == "POST") {
-      r.headers.set("Content-Type", "application/json");
+      r.headers.set("Content-Type", content_type);
       r.headers.set("Content-Length", std::to_string(r.body.size()));
     }
     return api_->handle(std::move(r));
@@ -290,6 +294,142 @@ TEST_F(Api, OpenRefusesUnusableOptions) {
   EXPECT_TRUE(refused([](api_options& o) { o.max_body_bytes = 0; }));
   EXPECT_TRUE(refused([](api_options& o) { o.limits.window = 0s; }));
   EXPECT_FALSE(refused([](api_options&) {}));
+}
+
+// The fulfilment routes, over an engine in fulfilment_mode::tasks whose jobs the test runs by
+// hand (the runner and the data fulfilment have their own tests).
+class ApiFulfilment : public Api {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("api_test." + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    results_ = results_files_store::open_directory({dir_}).value();
+    subjects_ = open_subject_store(tasks_store_).value();
+    open_tasks({});
+  }
+  void TearDown() override {
+    api_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void open_tasks(api_options options) {
+    options.results = results_.get();
+    options.subjects = subjects_.get();
+    api_.reset();
+    auto a = api::open(tasks_engine_, signer_, workspaces_, clock_, std::move(options));
+    ASSERT_TRUE(a) << a.error().message();
+    api_ = std::move(*a);
+  }
+
+  http_response import(std::string lines, std::string key = key_a, std::string secret = secret_a) {
+    return call("POST", "/v3/subject-data", std::move(lines), basic(key, secret), "application/x-ndjson");
+  }
+
+  // Starts processing of every due request and completes each claimed job with a link; `package`
+  // is written under the token of those whose package it returns.
+  std::map<std::string, std::string> fulfil(const std::function<std::optional<std::string>(const fulfilment_job&)>& package) {
+    EXPECT_TRUE(tasks_engine_.tick(clock_.now()));
+    std::map<std::string, std::string> tokens;
+    const std::vector<claimed_fulfilment> claimed = tasks_engine_.claim_fulfilments(clock_.now(), 100, "test").value();
+    for (const claimed_fulfilment& c : claimed) {
+      if (auto bytes = package(c.job)) {
+        auto out = results_->begin(c.job.results_token).value();
+        EXPECT_TRUE(out->append(*bytes));
+        EXPECT_TRUE(out->commit());
+      }
+      EXPECT_EQ(tasks_engine_.record_fulfilment({c.job.controller_id, c.job.subject_request_id, c.lease,
+                                                 fulfilment_done{"https://dsr.example/v3/results/" + c.job.results_token}},
+                                                clock_.now()).value(),
+                fulfilment_recorded::completed);
+      tokens[c.job.subject_request_id] = c.job.results_token;
+    }
+    return tokens;
+  }
+
+  static std::string drain(http_body_reader& reader) {
+    std::string out;
+    std::array<char, 7> chunk;  // small chunks: the reader is read as a server reads it
+    for (;;) {
+      const std::size_t n = reader.read(chunk).value();
+      if (n == 0) return out;
+      out.append(chunk.data(), n);
+    }
+  }
+
+  memory_storage tasks_store_;
+  engine tasks_engine_ = [this] {
+    engine_options o = testing::test_options();
+    o.fulfilment.mode = fulfilment_mode::tasks;
+    return engine::open(tasks_store_, o).value();
+  }();
+  std::filesystem::path dir_;
+  std::unique_ptr<results_files_store> results_;
+  std::unique_ptr<subject_data> subjects_;
+};
+
+TEST_F(ApiFulfilment, AResultsLinkIsTheWorkspacesOnlyStreamedAsZipAndGoneAfterSevenDays) {
+  ASSERT_EQ(call("POST", "/v3/requests", make_body({.id = uuid_v4(1), .type = "access"})).status, 201);
+  ASSERT_EQ(call("POST", "/v3/requests", make_body({.id = uuid_v4(2), .type = "access", .identities = {{"email", "x@example.com"}}})).status, 201);
+  clock_.set(testing::at("2021-12-02T00:00:00Z"));
+  const std::string zip(100'000, 'z');
+  auto tokens = fulfil([&](const fulfilment_job& job) -> std::optional<std::string> {
+    if (job.subject_request_id == uuid_v4(1)) return zip;
+    return std::nullopt;  // nothing matched
+  });
+  const std::string link = "/v3/results/" + tokens[uuid_v4(1)];
+
+  expect_error(call("GET", link, {}, std::nullopt), 401);
+  expect_error(call("GET", link, {}, basic(key_b, secret_b)), 404, "no results");
+  expect_error(call("GET", "/v3/results/" + tokens[uuid_v4(2)]), 404, "no results");  // nothing matched
+  expect_error(call("GET", "/v3/results/not-a-token"), 404);
+  expect_error(call("GET", "/v3/results/" + std::string(32, 'A')), 404);
+  expect_error(call("POST", link, "{}"), 405);
+
+  clock_.advance(std::chrono::days(6));
+  http_response ok = call("GET", link);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(header(ok, "Content-Type"), "application/zip");
+  EXPECT_EQ(header(ok, "Content-Disposition"), "attachment; filename=\"" + uuid_v4(1) + ".zip\"");
+  EXPECT_EQ(header(ok, "Cache-Control"), "no-store");
+  EXPECT_TRUE(ok.body.empty());
+  ASSERT_TRUE(ok.stream);
+  EXPECT_EQ(ok.stream->size(), zip.size());
+  EXPECT_EQ(drain(*ok.stream), zip);
+
+  clock_.advance(std::chrono::days(1));
+  expect_error(call("GET", link), 410, "expired at 2021-12-09T00:00:00Z");
+  EXPECT_NE(call("GET", link).body.find("GoneException"), std::string::npos);
+  expect_error(call("GET", link, {}, basic(key_b, secret_b)), 404);  // still nothing to another workspace
+}
+
+TEST_F(ApiFulfilment, ImportTakesJsonLinesAsACallNotANewRequest) {
+  api_options limited;
+  limited.limits.new_requests_per_day = 1;
+  open_tasks(limited);
+  expect_error(call("POST", "/v3/subject-data", R"({"mpid":"1","identities":{},"attributes":{}})"), 415, "x-ndjson");
+  expect_error(import("{}", key_a, "wrong"), 401);
+  for (int i = 0; i < 3; ++i) {
+    const http_response r = import(R"({"mpid":"1","identities":{"email":"a@example.com"},"attributes":{}})" "\n"
+                                   R"({"mpid":"1","event":{"n":1}})" "\n" R"({"mpid":"2","event":{}})" "\n");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(header(r, "Content-Type"), "application/json");
+    EXPECT_EQ(r.body.substr(0, r.body.find("\"refused\"")), R"({"lines":3,"imported":2,"profiles":1,"events":1,)");
+  }
+  EXPECT_EQ(subjects_->resolve("3622", std::vector<identity>{{identity_type::email, "a@example.com"}}).value(), 1);
+  EXPECT_EQ(subjects_->resolve("4308", std::vector<identity>{{identity_type::email, "a@example.com"}}).value(), std::nullopt);
+  // The day's one new request is still there to take.
+  EXPECT_EQ(call("POST", "/v3/requests", make_body({.id = uuid_v4(1)})).status, 201);
+  expect_error(call("POST", "/v3/requests", make_body({.id = uuid_v4(2), .identities = {{"email", "b@example.com"}}})), 429);
+
+  api_options small;
+  small.max_import_bytes = 10;
+  open_tasks(small);
+  expect_error(import(std::string(11, '\n')), 413, "10 bytes");
+}
+
+TEST_F(Api, WithoutAResultsStoreOrSubjectDataTheirRoutesDoNotExist) {
+  expect_error(call("GET", "/v3/results/" + std::string(32, 'A')), 404);
+  expect_error(call("POST", "/v3/subject-data", "{}", basic(key_a, secret_a), "application/x-ndjson"), 404);
 }
 
 TEST(WorkspaceDirectory, AddsListsAndRemovesKeys) {
