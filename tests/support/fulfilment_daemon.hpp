@@ -11,7 +11,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -260,10 +262,41 @@ inline void expect_valid_package(const fs::path& zip, const fs::path& work, cons
   EXPECT_EQ(bad_out.find("Verified OK"), std::string::npos) << bad_out;
 }
 
-// True iff the file holds `needle` anywhere in its bytes (a byte search, as `strings | grep` but
-// also across non-printable neighbours).
-inline bool file_contains(const fs::path& file, std::string_view needle) {
-  return read_text(file).find(needle) != std::string::npos;
+// Which of `needles` occur anywhere in the file's bytes (a byte search, as `strings | grep` but
+// also across non-printable neighbours). The file is read in chunks; holes of a sparse file (an
+// LMDB data.mdb grown to its map size) are skipped with SEEK_DATA/SEEK_HOLE.
+inline std::vector<bool> found_in_file(const fs::path& file, const std::vector<std::string>& needles) {
+  std::vector<bool> found(needles.size(), false);
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ADD_FAILURE() << "cannot open " << file;
+    return found;
+  }
+  std::size_t overlap = 0;
+  for (const auto& n : needles) overlap = std::max(overlap, n.size());
+  std::string window;
+  std::vector<char> chunk(1 << 20);
+  off_t at = 0;
+  for (;;) {
+    const off_t data = ::lseek(fd, at, SEEK_DATA);
+    if (data < 0) break;  // ENXIO: no data after `at`
+    const off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (data > at) window.clear();  // a hole separates the extents
+    for (off_t pos = data; pos < hole;) {
+      const ssize_t n = ::pread(fd, chunk.data(), std::min<std::size_t>(chunk.size(), static_cast<std::size_t>(hole - pos)), pos);
+      if (n <= 0) break;
+      window.append(chunk.data(), static_cast<std::size_t>(n));
+      for (std::size_t i = 0; i < needles.size(); ++i)
+        if (!found[i] && window.find(needles[i]) != std::string::npos) found[i] = true;
+      if (window.size() > overlap) window.erase(0, window.size() - overlap);
+      pos += n;
+    }
+    at = hole;
+  }
+  ::close(fd);
+  return found;
 }
+
+inline bool file_contains(const fs::path& file, const std::string& needle) { return found_in_file(file, {needle})[0]; }
 
 }  // namespace opendsr::testing
