@@ -109,7 +109,16 @@ result<void> lmdb_env::open_files() {
     return fail(rc, "setting max_readers");
   if (int rc = mdb_env_set_mapsize(env_, options_.initial_map_size); rc != 0)
     return fail(rc, "setting the map size");
-  unsigned flags = MDB_NOTLS;
+  // MDB_WRITEMAP: a write transaction builds its pages in the map, in the free pages it reuses,
+  // never in heap buffers. Without it LMDB 0.9 recycles its freed page buffers (me_dpages in
+  // mdb_page_malloc) without clearing them and copies only the used parts of a page into one
+  // (mdb_page_copy), so every later commit could write bytes of erased records, left in those
+  // buffers, back into the file after scrub_free_pages() had cleared them. With it the free
+  // space of a page written later holds the old content of the free page it reuses, which a
+  // scrub has zeroed. Consequences: on Linux LMDB extends data.mdb to the map size (a sparse
+  // file; only written pages take disk), and commits are flushed with msync. The adapter uses
+  // no nested transaction, which MDB_WRITEMAP forbids.
+  unsigned flags = MDB_NOTLS | MDB_WRITEMAP;
   if (options_.sync == sync_mode::no_sync) flags |= MDB_NOSYNC;
   if (int rc = mdb_env_open(env_, dir.c_str(), flags, 0600); rc != 0) return fail(rc, "opening");
   if (int rc = mdb_reader_check(env_, &stale_readers_cleared_); rc != 0)

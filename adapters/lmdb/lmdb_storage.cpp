@@ -393,12 +393,74 @@ static_assert(sizeof(page_header) == 16);
 constexpr std::uint16_t p_branch = 0x01;
 constexpr std::uint16_t p_leaf = 0x02;
 constexpr std::uint16_t p_overflow = 0x04;
+// A leaf node (MDB_node): data size (lo, hi), flags, key size, then the key and the data; with
+// f_bigdata the data is the number of the first page of the overflow run holding the value.
+constexpr std::size_t node_header = 8;
+constexpr std::uint16_t f_bigdata = 0x01;
 
-// Writes zeros over the free space inside each branch and leaf page in use, where it holds
-// anything else. LMDB builds a modified page in a buffer it reuses from pages it wrote before
-// and copies only the used parts into it, so that free space carries leftover bytes of other
-// pages, erased records among them, to disk. Nothing reads a page's free space: zeroing it
-// changes no reader's view, and a torn write leaves the page's used bytes as they were.
+// A value on an overflow run: the run's first page and the value's size.
+struct overflow_value {
+  pgno_t first;
+  std::size_t size;
+};
+
+// Appends the overflow values of leaf page `page` to `out`. REQUIRES: a leaf page whose bounds
+// were checked; a node that does not fit in the page is skipped.
+void collect_overflow_values(const char* page, std::size_t page_size, const page_header& h,
+                             std::vector<overflow_value>& out) {
+  const std::size_t keys = (h.lower - sizeof h) / sizeof(std::uint16_t);
+  for (std::size_t i = 0; i < keys; ++i) {
+    std::uint16_t at;
+    std::memcpy(&at, page + sizeof h + i * sizeof at, sizeof at);
+    if (at < h.upper || at + node_header > page_size) continue;
+    std::uint16_t lo, hi, flags, key_size;
+    std::memcpy(&lo, page + at, 2);
+    std::memcpy(&hi, page + at + 2, 2);
+    std::memcpy(&flags, page + at + 4, 2);
+    std::memcpy(&key_size, page + at + 6, 2);
+    if (!(flags & f_bigdata) || at + node_header + key_size + sizeof(pgno_t) > page_size) continue;
+    pgno_t first;
+    std::memcpy(&first, page + at + node_header + key_size, sizeof first);
+    out.push_back({first, std::size_t{lo} | std::size_t{hi} << 16});
+  }
+}
+
+// Writes zeros over [from, to) of fd where it holds anything else; counts one in `cleared` if
+// it wrote. Returns 0 or errno.
+int clear_range(int fd, off_t from, off_t to, std::uint64_t& cleared) {
+  static constexpr std::size_t chunk = 65536;
+  static const std::vector<char> zeros(chunk, 0);
+  std::vector<char> buffer(chunk);
+  bool wrote = false;
+  for (off_t at = from; at < to;) {
+    const auto n = static_cast<std::size_t>(std::min<off_t>(to - at, chunk));
+    const ssize_t got = ::pread(fd, buffer.data(), n, at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return errno;
+    if (got == 0) return EIO;
+    const auto m = static_cast<std::size_t>(got);
+    if (!std::all_of(buffer.data(), buffer.data() + m, [](char c) { return c == 0; })) {
+      const ssize_t written = ::pwrite(fd, zeros.data(), m, at);
+      if (written < 0 && errno == EINTR) continue;
+      if (written < 0) return errno;
+      if (written == 0) return EIO;
+      wrote = true;
+      at += written;
+      continue;
+    }
+    at += got;
+  }
+  if (wrote) ++cleared;
+  return 0;
+}
+
+// Writes zeros over the free space inside each branch and leaf page in use, and over the
+// bytes after the value on the last page of each overflow run in use, where they hold anything
+// else. LMDB builds a modified page in a page it reuses (with MDB_WRITEMAP a free page of the
+// file; without it a heap buffer it reuses) and copies only the used parts into it, and
+// mdb_node_del leaves a deleted record's bytes in the free space, so those bytes carry leftovers
+// of other pages, erased records among them. Nothing reads them: zeroing them changes no
+// reader's view, and a torn write leaves the page's used bytes as they were.
 // REQUIRES: the caller holds LMDB's write lock, so no page in use changes; is_free covers
 // pages [0, last]. Returns 0 or errno; counts the pages cleared.
 int clear_free_space(int fd, std::size_t page_size, std::size_t last,
@@ -409,6 +471,7 @@ int clear_free_space(int fd, std::size_t page_size, std::size_t last,
   std::vector<char> chunk(chunk_pages * page_size);
   std::size_t chunk_first = 0;
   std::size_t chunk_count = 0;  // pages of the chunk read so far
+  std::vector<overflow_value> overflow;
   for (std::size_t p = 2; p <= last;) {  // pages 0 and 1 are the meta pages
     if (is_free[p]) {
       ++p;
@@ -435,7 +498,7 @@ int clear_free_space(int fd, std::size_t page_size, std::size_t last,
       ++p;
       continue;
     }
-    if (h.flags == p_overflow) {  // a run of pages holding one value; LMDB zeroes its tail
+    if (h.flags == p_overflow) {  // a run of pages holding one value: its tail is cleared below
       std::uint32_t run;
       std::memcpy(&run, page + offsetof(page_header, lower), sizeof run);
       p += std::max<std::uint32_t>(run, 1);
@@ -446,6 +509,7 @@ int clear_free_space(int fd, std::size_t page_size, std::size_t last,
     if ((h.flags != p_branch && h.flags != p_leaf) || h.lower < sizeof h || h.lower > h.upper ||
         h.upper > page_size || static_cast<std::size_t>(h.upper - h.lower) > zeros.size())
       continue;
+    if (h.flags == p_leaf) collect_overflow_values(page, page_size, h, overflow);
     const char* gap = page + h.lower;
     const std::size_t n = h.upper - h.lower;
     if (std::all_of(gap, gap + n, [](char c) { return c == 0; })) continue;
@@ -456,6 +520,23 @@ int clear_free_space(int fd, std::size_t page_size, std::size_t last,
       if (written >= 0) return EIO;  // a short write inside the file: not expected
     }
     ++cleared;
+  }
+  // The tails of the overflow runs: the run's header gives its length; the value starts right
+  // after the header of its first page.
+  for (const overflow_value& v : overflow) {
+    if (v.first < 2 || v.first > last || is_free[v.first]) continue;
+    page_header h;
+    const ssize_t n = ::pread(fd, &h, sizeof h, static_cast<off_t>(v.first * page_size));
+    if (n < 0) return errno;
+    if (static_cast<std::size_t>(n) != sizeof h || h.pgno != v.first || h.flags != p_overflow)
+      continue;
+    std::uint32_t run;
+    std::memcpy(&run, reinterpret_cast<const char*>(&h) + offsetof(page_header, lower), sizeof run);
+    const std::size_t end = std::min(v.first + run, last + 1) * page_size;
+    const std::size_t from = v.first * page_size + sizeof h + v.size;
+    if (from >= end) continue;
+    if (int e = clear_range(fd, static_cast<off_t>(from), static_cast<off_t>(end), cleared); e != 0)
+      return e;
   }
   return 0;
 }
@@ -490,7 +571,11 @@ namespace {
 // One pass over the file while holding LMDB's write lock (txn, a write transaction of this
 // process's one writer): with zero_free, writes zeros over the free pages no snapshot can see;
 // always, clears the free space inside the pages in use. Adds to report; flushes what it wrote.
-result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free,
+// own: the id of the scrub's own commit in this call, or 0. The pages it freed are still held
+// (the previous meta page reaches them), but they are not counted in pages_held: they were
+// pages in use whose free space the pass before that commit cleared, so they hold only records
+// that were live after the erasure.
+result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free, std::size_t own,
                         lmdb_storage::scrub_report& report) {
   MDB_env* handle = env.handle();
   const auto self = std::this_thread::get_id();
@@ -498,6 +583,7 @@ result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free,
   const std::size_t oldest = std::min<std::size_t>(mdb_txn_id(txn) - 1, oldest_reader(handle));
   std::vector<pgno_t> reusable;
   std::vector<pgno_t> held;
+  std::vector<pgno_t> held_clean;  // freed by our own commit
   auto append = [](std::vector<pgno_t>& to, const char* ids, pgno_t count) {
     const std::size_t at = to.size();
     to.resize(at + count);
@@ -508,7 +594,7 @@ result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free,
   auto reading = env.begin_txn(MDB_RDONLY);
   if (!reading) return std::move(reading).error();
   const int rc = for_each_free_record(*reading, [&](std::size_t txnid, const char* ids, pgno_t count) {
-    append(txnid < oldest ? reusable : held, ids, count);
+    append(txnid < oldest ? reusable : txnid == own ? held_clean : held, ids, count);
   });
   env.end_txn(*reading, self);
   if (rc != 0) return env.fail(rc, "reading the free list");
@@ -527,7 +613,8 @@ result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free,
   auto out_of_range = [&](pgno_t p) { return p < 2 || p > last; };
   if ((last + 1) * psize > static_cast<std::size_t>(file.st_size) ||
       std::any_of(reusable.begin(), reusable.end(), out_of_range) ||
-      std::any_of(held.begin(), held.end(), out_of_range))
+      std::any_of(held.begin(), held.end(), out_of_range) ||
+      std::any_of(held_clean.begin(), held_clean.end(), out_of_range))
     return env.fail(MDB_CORRUPTED, "reading the free list");
 
   std::uint64_t written = 0;
@@ -549,6 +636,7 @@ result<void> scrub_pass(lmdb_env& env, MDB_txn* txn, bool zero_free,
   std::vector<bool> is_free(last + 1, false);
   for (pgno_t p : reusable) is_free[p] = true;
   for (pgno_t p : held) is_free[p] = true;
+  for (pgno_t p : held_clean) is_free[p] = true;
   std::uint64_t cleared = 0;
   if (int e = clear_free_space(fd, psize, last, is_free, cleared); e != 0)
     return env.fail(e, "clearing the free space of pages in use (pwrite)");
@@ -609,15 +697,17 @@ result<lmdb_storage::scrub_report> lmdb_storage::scrub_free_pages() {
   // 2. The pages the last commit freed become reusable only after one more commit: commit one
   // that changes no key. Its commit frees the pages it copies (the path to the key it touches),
   // which stay held: clear their free space first, so that they hold live records only.
+  std::size_t own = 0;
   if (newest >= last_commit) {
     for (;;) {
       auto begun = env.begin_txn(0);
       if (!begun) return std::move(begun).error();
       MDB_txn* txn = *begun;
-      if (auto pass = detail::scrub_pass(env, txn, false, report); !pass) {
+      if (auto pass = detail::scrub_pass(env, txn, false, 0, report); !pass) {
         env.end_txn(txn, self);
         return std::move(pass).error();
       }
+      own = mdb_txn_id(txn);
       int rc = detail::touch(txn, env.dbi());
       if (rc == 0) {
         rc = mdb_txn_commit(txn);  // frees txn whatever it returns
@@ -645,7 +735,7 @@ result<lmdb_storage::scrub_report> lmdb_storage::scrub_free_pages() {
   // Step 2's commit must be on disk before the pages it made reusable are zeroed, even with
   // sync_mode::no_sync: otherwise a machine crash could bring back a meta page that reaches them.
   if (int rc = mdb_env_sync(env.handle(), 1); rc != 0) return env.fail(rc, "flushing before a scrub");
-  OPENDSR_TRY(detail::scrub_pass(env, *begun, true, report));
+  OPENDSR_TRY(detail::scrub_pass(env, *begun, true, own, report));
   return report;
 }
 

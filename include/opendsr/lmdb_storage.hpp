@@ -28,6 +28,12 @@
 //     over, re-run it).
 //   - The growing thread itself holds another open transaction, which would wait for itself:
 //     errc::invalid_argument at once. Never begin a write while the same thread holds a read.
+// - MDB_WRITEMAP: write transactions build pages in the map, never in LMDB's recycled heap
+//   buffers, which in LMDB's default mode carry bytes of erased records into later commits
+//   (docs/erasure-at-rest.md). Consequences: data.mdb's size is the map size (a sparse file:
+//   only written pages take disk); commits are flushed with msync; and when the file system is
+//   full, a write to a page it has not allocated yet raises SIGBUS instead of ENOSPC (the store
+//   stays valid; keep free space monitored).
 // - Errors: every LMDB error becomes an errc at this edge, with a message that names the path
 //   and the operation, never a key or value. A write transaction that fails is over: its later
 //   calls return the same error.
@@ -57,7 +63,8 @@ struct lmdb_options {
   // The directory holding the store. REQUIRES: not empty.
   std::filesystem::path path;
   // The map's first size in bytes, rounded up to the page size. On Linux the map costs address
-  // space, not disk: the file grows only as pages are written. Default: 1 GiB.
+  // space, not disk: data.mdb is extended to the map size, sparse, and takes disk only as pages
+  // are written. Default: 1 GiB.
   std::size_t initial_map_size = std::size_t{1} << 30;
   // The size the map never grows past; past it writes fail with errc::storage_full.
   // REQUIRES: >= initial_map_size. Default: 256 GiB.
@@ -93,15 +100,16 @@ class lmdb_storage final : public storage {
   struct scrub_report {
     // Free pages overwritten with zeros (and flushed with fdatasync) by this call.
     std::uint64_t pages_scrubbed = 0;
-    // Free pages left as they were because LMDB may not reuse them yet: a read transaction's
-    // snapshot (of this or another process) may still see them, or they were freed by the last
-    // commit, which the previous meta page still points at. They include the few pages the
-    // scrub's own commit frees (copies of live pages). A later scrub, once the readers have
-    // ended, zeroes them.
+    // Free pages left as they were because LMDB may not reuse them yet and they may hold erased
+    // bytes: a read transaction's snapshot (of this or another process) may still see them. Not
+    // counted: the few pages the scrub's own commit frees (copies of pages in use, whose free
+    // space the scrub cleared first), which hold only records live at the scrub. 0 when no
+    // reader was open. A later scrub, once the readers have ended, zeroes them.
     std::uint64_t pages_held = 0;
-    // Pages in use whose free space (the unused bytes inside a branch or leaf page, which LMDB
-    // writes out with whatever its reused page buffer held: leftovers of other pages, erased
-    // records among them) was overwritten with zeros.
+    // Pages in use whose free space (the unused bytes inside a branch or leaf page, which hold
+    // whatever the page LMDB reused held and the bytes of records deleted from it: leftovers of
+    // other pages, erased records among them), or overflow runs whose tail after the value, was
+    // overwritten with zeros.
     std::uint64_t pages_cleared = 0;
   };
 
@@ -114,12 +122,16 @@ class lmdb_storage final : public storage {
   // When the last commit freed pages (an erasure just committed), the scrub first commits a
   // write transaction that changes no key (a put and erase of an absent key, or a put of an
   // existing key's own value), so that those pages become reusable. Then, holding LMDB's write
-  // lock, it writes zeros with pwrite(2) over the reusable free pages and over the non-zero free
-  // space of the branch and leaf pages in use, and flushes them. Every key and value reads back
-  // as before; the file does not grow (beyond the pages that one commit may take when no free
-  // page is reusable). Crash-safe: only free pages that neither meta page nor any reader's
-  // snapshot reaches, exactly those LMDB itself would overwrite next, and the unused bytes of
-  // pages in use, which nothing reads, are written; a crash midway leaves a valid store.
+  // lock, it writes zeros with pwrite(2) over the reusable free pages, over the non-zero free
+  // space of the branch and leaf pages in use and over the tails of overflow runs, and flushes
+  // them. With no reader open (pages_held == 0), no byte of a record erased before the call is
+  // left in data.mdb, whatever other write transactions committed after the erasure, and no
+  // later commit writes one back (the store is opened with MDB_WRITEMAP; see above). Every key
+  // and value reads back as before; the store does not grow (beyond the pages that one commit
+  // may take when no free page is reusable). Crash-safe: only free pages that neither meta page
+  // nor any reader's snapshot reaches, exactly those LMDB itself would overwrite next, and the
+  // unused bytes of pages in use, which nothing reads, are written; a crash midway leaves a
+  // valid store.
   // A store whose free list is empty returns {0, 0, 0} at once, without a commit or a write.
   // Cost: reads the whole file once; at most one commit.
   // Thread safety: as begin_write(): waits for the current writer. REQUIRES: the calling thread

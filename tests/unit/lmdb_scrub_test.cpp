@@ -255,5 +255,77 @@ TEST_F(lmdb_scrub_test, scrubbing_twice_is_harmless) {
   EXPECT_LE(fs::file_size(data()), size + 8 * 4096);
 }
 
+// The bug a running opendsrd showed: write transactions that come after an erasure (callback
+// claims, records) write pages whose free space LMDB fills from page buffers it reused, and in
+// its default mode those buffers still held the erased records, so every commit could write
+// erased bytes back into the file after a scrub had cleared them. Here records holding the secret
+// in keys and values (small ones, one on a single overflow page, one on many) are erased, then
+// other transactions put and erase keys sorted right beside them (the same leaves) before a
+// scrub, between scrubs and after: no byte of the secret may be in the files after the last
+// scrub, and with no reader open the scrub holds no page back.
+TEST_F(lmdb_scrub_test, writes_after_an_erasure_bring_no_erased_byte_back) {
+  open();
+  std::map<std::string, std::string> kept;
+  std::map<std::string, std::string> erased;
+  for (int i = 0; i < 200; ++i) {
+    kept["idx/" + std::to_string(10000 + 2 * i)] = "neighbour-" + std::to_string(i);
+    erased["idx/" + std::to_string(10001 + 2 * i) + "/" + std::string(secret)] =
+        "{\"email\":\"" + std::string(secret) + "\",\"n\":" + std::to_string(i) + "}";
+  }
+  std::string one_page;  // a value on one overflow page
+  while (one_page.size() < 3000) one_page += std::string(secret) + ";";
+  erased["idx/10100/one-page"] = one_page;
+  std::string many_pages;
+  while (many_pages.size() < 100'000) many_pages += std::string(secret) + ";";
+  erased["idx/10200/many-pages"] = many_pages;
+  write(kept);
+  write(erased);
+  erase(erased);
+  ASSERT_TRUE(holds_secret(data()));
+
+  // Unrelated transactions that rewrite the same leaves: new keys between the erased ones'
+  // places, changed neighbours, erased neighbours.
+  int round = 0;
+  auto churn = [&](int transactions) {
+    for (int t = 0; t < transactions; ++t, ++round) {
+      std::map<std::string, std::string> puts;
+      for (int i = 0; i < 40; ++i) {
+        const int at = 10000 + (round * 37 + i * 11) % 400;
+        puts["idx/" + std::to_string(at) + "/later-" + std::to_string(round)] =
+            "later-value-" + std::to_string(round) + "-" + std::to_string(i);
+        puts["idx/" + std::to_string(at - at % 2)] = "changed-" + std::to_string(round);
+      }
+      // Values on overflow runs, whose last page's tail LMDB does not clear.
+      puts["idx/10150/later-big-" + std::to_string(round)] = std::string(2500 + 700 * t, 'o');
+      write(puts);
+      for (const auto& kv : puts) kept[kv.first] = kv.second;
+      if (round % 3 == 2) {
+        std::map<std::string, std::string> gone;
+        for (auto it = kept.begin(); it != kept.end() && gone.size() < 10; ++it)
+          if (it->first.find("/later-") != std::string::npos) gone.insert(*it);
+        erase(gone);
+        for (const auto& kv : gone) kept.erase(kv.first);
+      }
+    }
+  };
+  churn(6);
+  scrub();
+  churn(6);
+  const auto report = scrub();
+  EXPECT_EQ(report.pages_held, 0u);
+  EXPECT_FALSE(holds_secret(data()));
+  EXPECT_FALSE(holds_secret(lock()));
+  if (const int hits = strings_hits(data()); hits >= 0) {
+    EXPECT_EQ(hits, 0);
+  }
+  EXPECT_EQ(contents(), kept);
+
+  // And once more: after a scrub, later writes alone bring nothing back.
+  churn(6);
+  EXPECT_FALSE(holds_secret(data()));
+  open();
+  EXPECT_EQ(contents(), kept);
+}
+
 }  // namespace
 }  // namespace opendsr
