@@ -493,8 +493,8 @@ int run(config c) {
   meter.set_callbacks_in_flight([d = dispatcher->get()] { return d->in_flight(); });
 
   // After an erasure the freed LMDB pages still hold what it erased (copy-on-write): zero them.
-  // Pages a reader's snapshot may still see are left for the next few ticks (or clock moves): a
-  // scrub's own commit leaves some held pages too, so "held" alone would never end the retries.
+  // Pages a reader's snapshot may still see are left for the next few ticks (or clock moves),
+  // at most three, so that a reader that never ends cannot make every tick read the whole file.
   // One scrub is owed at start: the last run may have died between an erasure and its scrub.
   constexpr int scrubs_after_erasure = 3;
   std::atomic<int> scrubs_owed{1};
