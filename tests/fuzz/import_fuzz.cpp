@@ -60,7 +60,8 @@ constexpr std::string_view vocabulary =
     "identities: a value is empty once normalised | identities: another profile holds this , a unique identity type | "
     "no such profile in the workspace | identities: given without attributes | "
     "identities: an unknown identity type | identities: a profile's mpid is its id, not one of its identities | "
-    "events: not a JSON object | (reason not shown)";
+    "events: not a JSON object | (reason not shown) | identities: unknown identity type (name not shown) | "
+    "unknown field (name not shown)";
 
 void collect(const json::value& v, std::vector<std::string_view>& values, std::vector<std::string_view>& keys) {
   if (v.is_string()) {
