@@ -110,13 +110,6 @@ bool is_json_lines_media_type(std::string_view content_type) {
          iequals(type, "application/x-jsonlines");
 }
 
-// True iff token has the shape of a results token (32 characters of URL-safe base64), so that
-// nothing else reaches the engine or the results store.
-bool is_token_shaped(std::string_view token) {
-  return token.size() == 32 && token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
-                                   std::string_view::npos;
-}
-
 // A results package streamed from the results store.
 class package_body final : public http_body_reader {
  public:
@@ -316,7 +309,7 @@ struct api::impl {
   // no data are all 404, so a token reveals nothing to anyone but its own workspace.
   http_response results(const std::string& workspace, const std::string& token) {
     const error none(errc::not_found, "There are no results under this link.");
-    if (!is_token_shaped(token)) return error_response(none);
+    if (!is_results_token(token)) return error_response(none);  // nothing else reaches the engine
     auto link = engine_.results(workspace, token, clock_.now());
     if (!link) return error_response(link.error() == errc::not_found ? none : link.error());
     if (link->expired)

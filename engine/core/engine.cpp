@@ -105,9 +105,9 @@ result<void> drop_ended_bodies(write_transaction& txn) {
   return {};
 }
 
-// Creates or checks the schema version entry, upgrading a store of schema 1 or 2, and makes the
-// results key.
-result<void> check_schema(write_transaction& txn, const engine_options& options) {
+// Creates or checks the schema version entry, upgrading a store of schema 1 or 2, and reads (or
+// makes) the results key into `results_key`.
+result<void> check_schema(write_transaction& txn, const engine_options& options, std::string& results_key) {
   const std::string key = keys::schema_key();
   const std::string_view current(&keys::schema_version, 1);
   auto stored = txn.get(key);
@@ -122,8 +122,9 @@ result<void> check_schema(write_transaction& txn, const engine_options& options)
     OPENDSR_TRY(drop_ended_bodies(txn));
   }
   if (!*stored || **stored != current) OPENDSR_TRY(txn.put(key, current));
-  auto results_key = ensure_results_key(txn);
-  if (!results_key) return std::move(results_key).error();
+  auto made = ensure_results_key(txn);
+  if (!made) return std::move(made).error();
+  results_key = std::move(*made);
   if (options.fulfilment.mode == fulfilment_mode::tasks) return queue_missing_tasks(txn);
   return {};
 }
@@ -154,7 +155,7 @@ struct engine::impl {
   engine_options options;
   parse_options reparse;
   std::string discovery;
-  std::string results_key;  // read at open
+  std::string results_key;  // read (or made) by open
   // Makes each claim's lease unique, across engines and restarts.
   std::atomic<std::uint64_t> lease_nonce{std::random_device{}() * 0x9E3779B97F4A7C15ull};
 
@@ -176,13 +177,7 @@ engine::~engine() = default;
 result<engine> engine::open(storage& store, engine_options options) {
   OPENDSR_TRY(validate(options));
   auto p = std::make_unique<impl>(store, std::move(options));
-  OPENDSR_TRY(p->write([&](write_transaction& txn) { return check_schema(txn, p->options); }));
-  auto txn = store.begin_read();
-  if (!txn) return std::move(txn).error();
-  auto key = (*txn)->get(keys::results_key_key());
-  if (!key) return std::move(key).error();
-  if (!*key) return error(errc::storage_corrupt, "The results key is missing.");
-  p->results_key = std::string(**key);
+  OPENDSR_TRY(p->write([&](write_transaction& txn) { return check_schema(txn, p->options, p->results_key); }));
   return engine(std::move(p));
 }
 

@@ -1,6 +1,7 @@
 #include "outbox/fulfilment_tasks.hpp"
 
 #include "common/random_bytes.hpp"
+#include "common/results_token.hpp"
 #include "common/sha256.hpp"
 #include "store/codec.hpp"
 #include "store/keys.hpp"
@@ -179,14 +180,8 @@ result<std::string> ensure_results_key(write_transaction& txn) {
 }
 
 std::string results_token_of(std::string_view results_key, std::string_view ref) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   const sha256_digest mac = hmac_sha256(results_key, ref);
-  std::string token;
-  for (std::size_t i = 0; i < 24; i += 3) {
-    const std::uint32_t v = std::uint32_t{mac[i]} << 16 | std::uint32_t{mac[i + 1]} << 8 | mac[i + 2];
-    for (int shift = 18; shift >= 0; shift -= 6) token += alphabet[(v >> shift) & 63];
-  }
-  return token;
+  return encode_results_token(std::span(mac).first<results_token_bytes>());
 }
 
 result<void> index_results(write_transaction& txn, std::string_view token, std::string_view ref, timestamp expires) {

@@ -1,5 +1,8 @@
-// make_results_token() and is_results_token(): the token format of <opendsr/results_store.hpp>.
+// The token format of <opendsr/results_store.hpp>: make_results_token(), is_results_token(), and
+// the engine's own derived tokens (common/results_token.hpp).
 #include <opendsr/results_store.hpp>
+
+#include "common/results_token.hpp"
 
 #include <sys/random.h>
 
@@ -18,15 +21,9 @@ constexpr bool is_token_char(char c) noexcept {
 
 }  // namespace
 
-result<std::string> make_results_token() {
-  std::array<unsigned char, results_token_bytes> raw{};
-  std::size_t done = 0;
-  while (done < raw.size()) {
-    ssize_t n = ::getrandom(raw.data() + done, raw.size() - done, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return error(errc::internal, "getrandom(2) gave no random bytes for a results token");
-    done += static_cast<std::size_t>(n);
-  }
+namespace detail {
+
+std::string encode_results_token(std::span<const unsigned char, results_token_bytes> raw) {
   std::string token;
   token.reserve(results_token_size);
   for (std::size_t i = 0; i < raw.size(); i += 3) {
@@ -37,6 +34,20 @@ result<std::string> make_results_token() {
     token.push_back(alphabet[v & 63]);
   }
   return token;
+}
+
+}  // namespace detail
+
+result<std::string> make_results_token() {
+  std::array<unsigned char, results_token_bytes> raw{};
+  std::size_t done = 0;
+  while (done < raw.size()) {
+    ssize_t n = ::getrandom(raw.data() + done, raw.size() - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return error(errc::internal, "getrandom(2) gave no random bytes for a results token");
+    done += static_cast<std::size_t>(n);
+  }
+  return detail::encode_results_token(raw);
 }
 
 bool is_results_token(std::string_view token) noexcept {
