@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -96,6 +97,13 @@ class daemon_process {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
     std::vector<std::string> args = {env_path("OPENDSRD"), "--data-dir", data_dir.string()};
+    // A daemon under test delivers only to this machine: without test mode its clock is real, and
+    // a request naming a public callback URL (the seed's exampleurl.com) would otherwise be sent
+    // there at the next flush. A test that needs another destination policy says so.
+    if (std::find(flags.begin(), flags.end(), "--deliver-to") == flags.end()) {
+      args.push_back("--deliver-to");
+      args.push_back("loopback");
+    }
     args.insert(args.end(), flags.begin(), flags.end());
     pid_ = ::fork();
     if (pid_ == 0) {
