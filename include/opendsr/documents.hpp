@@ -4,6 +4,7 @@
 // so a signature over an unchanged body can be reused.
 #pragma once
 
+#include <opendsr/distribution.hpp>
 #include <opendsr/request.hpp>
 #include <opendsr/request_status.hpp>
 #include <opendsr/time.hpp>
@@ -26,8 +27,10 @@ struct receipt {
 
 // The status object (GET /requests/{id}, an element of the group list): {"controller_id",
 // "expected_completion_time" (null once cancelled), "subject_request_id", "group_id" (or null),
-// "request_status", "api_version" ("3.0"), "results_url" (or null), "extensions" (null)}. Every
-// key is always present.
+// "request_status", "api_version" ("3.0"), "results_url" (or null), "extensions"}. Every key is
+// always present. "extensions" is null unless the request was forwarded (an erasure in a
+// workspace with active outputs): then {"<processor domain>": {"distribution_status": [{"domain",
+// "name", "status", "status_message" (or null)}, ...]}}, one entry per output, in name order.
 struct status_document {
   std::string subject_request_id;
   request_type type = request_type::access;
@@ -36,6 +39,7 @@ struct status_document {
   std::optional<timestamp> expected_completion_time;
   std::optional<std::string> group_id;
   std::optional<std::string> results_url;
+  std::vector<distribution_entry> distribution;
   std::string body;
 };
 

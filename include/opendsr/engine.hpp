@@ -27,6 +27,7 @@
 #pragma once
 
 #include <opendsr/callback_delivery.hpp>
+#include <opendsr/distribution.hpp>
 #include <opendsr/documents.hpp>
 #include <opendsr/engine_options.hpp>
 #include <opendsr/fulfilment.hpp>
@@ -137,9 +138,10 @@ class engine {
   // transactions of at most tick_batch_size timers each.
   result<tick_report> tick(timestamp now);
 
-  // When tick(), the callback dispatcher or the fulfilment runner next has work: the earliest
-  // lifecycle timer, callback due (first attempt, retry or lease expiry), fulfilment task due
-  // (the same) or results expiry; nullopt if none.
+  // When tick(), the callback dispatcher, the fulfilment runner or the forward dispatcher next
+  // has work: the earliest lifecycle timer, callback due (first attempt, retry or lease expiry),
+  // fulfilment task due (the same), results expiry, or forward batch due (an output's batch
+  // window, a retry or a lease expiry); nullopt if none.
   result<std::optional<timestamp>> next_due() const;
 
   // ---- Callback delivery (<opendsr/callback_delivery.hpp>) ----
@@ -200,6 +202,49 @@ class engine {
   // Records that these packages are deleted (their links keep answering 410). Returns how many
   // were pending deletion.
   result<std::size_t> forget_expired_results(std::span<const std::string> tokens);
+
+  // ---- Distribution (<opendsr/distribution.hpp>) ----
+
+  // Adds an output to a workspace, validated by its partner kind (errc::invalid_argument naming
+  // the field; errc::invalid_request if the workspace already has an output of that name).
+  result<output_info> add_output(std::string_view workspace, const output_definition& output, timestamp now);
+
+  // Changes an output (errc::not_found if there is none of that name); its circuit closes, and
+  // its queue and batches fall due at `now`.
+  result<output_info> update_output(std::string_view workspace, std::string_view name, const output_change& change,
+                                    timestamp now);
+
+  // Removes an output. Its forwards not yet sent become `failed` ("output removed"), each with a
+  // status callback. errc::not_found if there is none of that name.
+  result<void> remove_output(std::string_view workspace, std::string_view name, timestamp now);
+
+  // The outputs of one workspace (all workspaces when nullopt), in name order, credentials masked.
+  result<std::vector<output_info>> outputs(std::optional<std::string_view> workspace = std::nullopt) const;
+
+  // Claims up to `max` batches due at or before `now` for `owner` (as claim_callbacks), each
+  // leased for options().distribution.lease, in one write transaction: output queues whose batch
+  // is due become batches; batches whose retry or lease expired are claimed again. Outputs whose
+  // circuit is open are skipped.
+  result<std::vector<claimed_forward>> claim_forwards(timestamp now, std::size_t max, std::string_view owner);
+
+  // Records outcomes of claimed batches in one write transaction at `now` (distribution.hpp tells
+  // what each verdict does). A lost lease records nothing (stale).
+  result<forward_record_report> record_forwards(std::span<const forward_outcome> outcomes, timestamp now);
+
+  // Makes every batch leased by `owner` due at `now` (as release_callback_leases).
+  result<std::size_t> release_forward_leases(std::string_view owner, timestamp now);
+
+  // Dead batches, all or of one workspace (and output).
+  result<std::vector<dead_forward>> dead_forwards(std::optional<std::string_view> workspace = std::nullopt,
+                                                  std::optional<std::string_view> output = std::nullopt) const;
+
+  // Queues dead batches again (attempts reset, due at `now`; their requests' entries back to
+  // `pending`, each with a callback), all or of one workspace (and output). Returns how many.
+  result<std::size_t> redrive_forwards(timestamp now, std::optional<std::string_view> workspace = std::nullopt,
+                                       std::optional<std::string_view> output = std::nullopt);
+
+  // Counts of the forwarding queue, for metrics.
+  result<forward_queue_stats> forward_queue() const;
 
  private:
   struct impl;

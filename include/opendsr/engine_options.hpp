@@ -3,6 +3,7 @@
 #pragma once
 
 #include <opendsr/callback_delivery.hpp>
+#include <opendsr/distribution.hpp>
 #include <opendsr/fulfilment.hpp>
 #include <opendsr/request.hpp>
 
@@ -52,6 +53,9 @@ struct engine_options {
   // How requests in progress are fulfilled (<opendsr/fulfilment.hpp>). Default: scheduled
   // completion, without results.
   fulfilment_policy fulfilment;
+  // Which partners erasures may be forwarded to, and how forwards are retried and leased
+  // (<opendsr/distribution.hpp>). Default: no partner kinds, so no output can be added.
+  distribution_policy distribution;
 };
 
 }  // namespace opendsr
