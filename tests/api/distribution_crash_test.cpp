@@ -1,0 +1,183 @@
+// Crash test of distribution (issue 10): opendsrd SIGKILLed while a fake Kochava holds a batch
+// unanswered and a fake Blueshift holds one erasure unanswered (both mid-send), then restarted on
+// the same data directory. Afterwards every forward reaches `sent`, and what the partners
+// received shows that nothing was lost and nothing was sent twice except what was in flight at
+// the kill (its 2xx was never recorded, so it must go again). The clock is moved from a thread of
+// its own (the route answers only once the dispatchers are idle, which a held exchange delays),
+// and the kill waits on what the fakes hold: bounded polls only.
+#include "distribution_daemon.hpp"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace opendsr::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string idfa(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "C0FFEE00-0000-4000-8000-%012d", n);
+  return buf;
+}
+std::string customer(int n) { return "cust-crash-" + std::to_string(n); }
+
+class DistributionCrash : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
+    dir_ = make_temp_dir();
+    data_ = dir_ / "data";
+    ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "demo", demo_));
+    for (auto* p : {&kochava_, &blueshift_}) {
+      auto started = fake_partner::start({.standing = p == &kochava_ ? kochava_ok() : blueshift_ok()});
+      ASSERT_TRUE(started) << started.error().message();
+      *p = std::move(*started);
+    }
+  }
+  void TearDown() override {
+    join_mover();
+    daemon_.reset();
+    kochava_.reset();
+    blueshift_.reset();
+    remove_temp_dir(dir_);
+  }
+
+  // Starts (or restarts) the daemon with its clock at `at` (a test-mode clock starts where
+  // --test-start says, so a restart names the time the last run had reached).
+  void start(const std::string& at = fulfilment_test_start) {
+    daemon_ = std::make_unique<fulfilment_daemon>(data_, std::vector<std::string>{"--no-demo", "--calls-per-minute", "0"}, at);
+    ASSERT_TRUE(daemon_->ready()) << daemon_->process().stdout_text() << daemon_->process().log();
+  }
+
+  // POST /admin/clock from a thread of its own: the answer comes once the dispatchers are idle,
+  // or never (the daemon is killed first).
+  void move_clock_async(const std::string& json) {
+    join_mover();
+    mover_ = std::thread([port = daemon_->port(), json] {
+      try {
+        wire::connection c(port);
+        if (c.send(wire::format_request("POST", "/admin/clock", {"Content-Type: application/json"}, json))) (void)c.read(120s);
+      } catch (const std::exception&) {
+      }
+    });
+  }
+  void join_mover() {
+    if (mover_.joinable()) mover_.join();
+  }
+  void kill() {
+    EXPECT_EQ(daemon_->process().stop(SIGKILL), -1);
+    join_mover();
+    daemon_.reset();
+  }
+
+  std::string submit(int n, std::vector<std::pair<std::string, std::string>> identities) {
+    const std::string id = request_id(0xc4a5, static_cast<std::uint64_t>(n));
+    auto r = daemon_->api().post(make_body({.id = id, .identities = std::move(identities)}), demo_);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return id;
+  }
+  std::string status(const std::string& id, std::string_view output) { return entry_status(daemon_->api(), id, demo_, output); }
+
+  fs::path dir_, data_;
+  workspace demo_;
+  std::unique_ptr<fulfilment_daemon> daemon_;
+  std::unique_ptr<fake_partner> kochava_, blueshift_;
+  std::thread mover_;
+};
+
+TEST_F(DistributionCrash, KilledMidBatchNeitherLosesNorDuplicatesBeyondTheBatchInFlight) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  {
+    outputs_client outputs(daemon_->port(), demo_);
+    auto k = outputs.add(kochava_output("kochava-main", kochava_->url()));
+    ASSERT_EQ(k.status, 201) << k.body;
+    auto b = outputs.add(blueshift_output("blueshift-main", blueshift_->url()));
+    ASSERT_EQ(b.status, 201) << b.body;
+  }
+
+  // Wave A: ten erasures. Blueshift has them at once; Kochava queues their IDFAs.
+  std::map<std::string, int> subject_of;  // request id -> n
+  for (int n = 1; n <= 10; ++n) subject_of[submit(n, {{"controller_customer_id", customer(n)}, {"ios_advertising_id", idfa(n)}})] = n;
+  daemon_->advance(1);
+  ASSERT_TRUE(blueshift_->wait_for(10)) << blueshift_->count() << "\n" << daemon_->process().log();
+  for (const auto& [id, n] : subject_of) ASSERT_TRUE(eventually([&] { return status(id, "blueshift-main") == "sent"; }, 10s)) << n;
+
+  // Wave B: five more. Blueshift holds the first it receives unanswered; Kochava will hold its
+  // batch (the IDFAs of A and B) unanswered.
+  blueshift_->then(scripted_response::never());
+  kochava_->set_standing(scripted_response::never());
+  for (int n = 11; n <= 15; ++n) subject_of[submit(n, {{"controller_customer_id", customer(n)}, {"ios_advertising_id", idfa(n)}})] = n;
+
+  // The hour passes: the Kochava batch goes out and hangs. Killed while both fakes hold a send.
+  move_clock_async("{\"advance_seconds\":3600}");
+  const bool both_held = kochava_->wait_held(1, 30s) && blueshift_->wait_held(1, 30s);
+  const std::string killed_at_log = daemon_->process().log();
+  kill();
+  ASSERT_TRUE(both_held) << "kochava held " << kochava_->held() << ", blueshift held " << blueshift_->held() << "\n" << killed_at_log;
+  const std::size_t kochava_before = kochava_->count(), blueshift_before = blueshift_->count();
+  ASSERT_EQ(kochava_before, 1u);
+  const auto in_flight_batch = device_ids(kochava_->requests()[0].body);
+  const std::string in_flight_customer = blueshift_body(blueshift_->requests()[10].body).customer_id;
+
+  // Restarted at the time the last run reached; the fakes answer 2xx from now on.
+  kochava_->set_standing(kochava_ok("job-after-restart"));
+  ASSERT_NO_FATAL_FAILURE(start("2021-11-29T19:00:01Z"));
+  // The held sends' leases (2 minutes) run out; everything due goes out. Bounded: at most an hour
+  // of test clock in minute steps, stopping once every entry is sent.
+  const auto all_sent = [&] {
+    for (const auto& [id, n] : subject_of)
+      if (status(id, "kochava-main") != "sent" || status(id, "blueshift-main") != "sent") return false;
+    return true;
+  };
+  for (int minute = 0; minute < 60 && !all_sent(); ++minute) daemon_->advance(60);
+  EXPECT_TRUE(all_sent()) << daemon_->process().log();
+  for (const auto& [id, n] : subject_of) {
+    auto e = entries_of(daemon_->api(), id, demo_);
+    ASSERT_TRUE(e.has_value());
+    for (const auto& entry : *e) EXPECT_EQ(entry.status, "sent") << n << describe(*e);
+  }
+
+  // Kochava: every IDFA received; only the batch in flight at the kill twice, nothing three times.
+  std::map<std::string, int> idfa_count;
+  for (const auto& r : kochava_->requests())
+    for (const auto& [type, value] : device_ids(r.body)) {
+      EXPECT_EQ(type, "idfa");
+      ++idfa_count[value];
+    }
+  std::set<std::string> in_flight_ids;
+  for (const auto& [type, value] : in_flight_batch) in_flight_ids.insert(value);
+  EXPECT_EQ(in_flight_ids.size(), 15u) << "the held batch had every queued IDFA";
+  for (int n = 1; n <= 15; ++n) {
+    const int times = idfa_count[idfa(n)];
+    EXPECT_GE(times, 1) << "IDFA of subject " << n << " was never received after the restart";
+    EXPECT_LE(times, in_flight_ids.count(idfa(n)) ? 2 : 1) << "IDFA of subject " << n;
+  }
+  EXPECT_EQ(idfa_count.size(), 15u);
+  EXPECT_GT(kochava_->count(), kochava_before) << "the batch in flight was not sent again";
+
+  // Blueshift: every customer received; only the one in flight at the kill may come twice.
+  std::map<std::string, int> customer_count;
+  for (const auto& r : blueshift_->requests()) ++customer_count[blueshift_body(r.body).customer_id];
+  for (int n = 1; n <= 15; ++n) {
+    const int times = customer_count[customer(n)];
+    EXPECT_GE(times, 1) << customer(n) << " never reached Blueshift";
+    EXPECT_LE(times, customer(n) == in_flight_customer ? 2 : 1) << customer(n) << " sent twice but was not in flight";
+  }
+  EXPECT_EQ(customer_count.size(), 15u);
+  EXPECT_GE(blueshift_->count(), blueshift_before);
+  // Waves A's Blueshift sends were recorded before the kill: none of them again.
+  for (int n = 1; n <= 10; ++n) EXPECT_EQ(customer_count[customer(n)], 1) << customer(n);
+}
+
+}  // namespace
+}  // namespace opendsr::testing
