@@ -40,6 +40,14 @@ void flag_set::add(std::string name, std::string value_name, std::string help, s
                     }});
 }
 
+void flag_set::add_repeated(std::string name, std::string value_name, std::string help, std::vector<std::string>& target) {
+  flags_.push_back({std::move(name), std::move(value_name), std::move(help) + "; may be repeated", "none",
+                    [&target](std::string_view v) -> result<void> {
+                      target.emplace_back(v);
+                      return {};
+                    }});
+}
+
 void flag_set::add_switch(std::string name, std::string help, bool& target) {
   flags_.push_back({std::move(name), {}, std::move(help), "off", [&target](std::string_view) -> result<void> {
                       target = true;

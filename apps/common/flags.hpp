@@ -21,6 +21,8 @@ class flag_set {
   // A flag taking an unsigned integer in [min, max].
   void add(std::string name, std::string value_name, std::string help, std::uint64_t& target, std::uint64_t min,
            std::uint64_t max);
+  // A flag that may be given many times; each value is appended to `target`. Default: none.
+  void add_repeated(std::string name, std::string value_name, std::string help, std::vector<std::string>& target);
   // A switch: present sets `target` to true. Default: false.
   void add_switch(std::string name, std::string help, bool& target);
 

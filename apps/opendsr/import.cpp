@@ -7,16 +7,15 @@
 #include "import.hpp"
 
 #include "common/data_dir.hpp"
+#if OPENDSR_HAVE_OPENSSL
+#include "daemon_client.hpp"
+#endif
 // Engine internals (the tool is built with opendsr's own sources, not as an embedder).
-#include "common/base64.hpp"
 #include "subject/import_lines.hpp"
 
 #include <opendsr/botan.hpp>
 #include <opendsr/subject_data.hpp>
 #include <opendsr/workspaces.hpp>
-#if OPENDSR_HAVE_OPENSSL
-#include <opendsr/asio_http_client.hpp>
-#endif
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -29,12 +28,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 namespace opendsr::app {
@@ -129,43 +126,17 @@ class store_sink final : public batch_sink {
 // To opendsrd: one POST {url}/v3/subject-data per batch, with the workspace's Basic credentials.
 class http_sink final : public batch_sink {
  public:
-  http_sink(std::unique_ptr<http_client> client, std::string url, std::string authorization)
-      : client_(std::move(client)), url_(std::move(url)), authorization_(std::move(authorization)) {}
+  explicit http_sink(daemon_client client) : client_(std::move(client)) {}
 
   result<detail::import_report> write(std::string_view jsonl, std::uint64_t first_line) override {
-    // 429 and 503 mean the daemon did not take the batch: wait as it asks and send it again.
-    for (int attempt = 1;; ++attempt) {
-      http_client_request request;
-      request.method = "POST";
-      request.url = url_;
-      request.headers.add("Authorization", authorization_);
-      request.headers.add("Content-Type", "application/x-ndjson");
-      request.body = std::string(jsonl);
-      std::promise<result<http_client_response>> done;
-      auto answer = done.get_future();
-      client_->send(std::move(request), [&done](result<http_client_response> r) { done.set_value(std::move(r)); });
-      auto r = answer.get();
-      if (!r) return std::move(r).error();
-      if ((r->status == 429 || r->status == 503) && attempt < 20) {
-        long wait = 1;
-        if (auto after = r->headers.get("Retry-After")) wait = std::clamp(std::atol(std::string(*after).c_str()), 1L, 60L);
-        std::this_thread::sleep_for(std::chrono::seconds(wait));
-        continue;
-      }
-      return report(*r, first_line);
-    }
+    auto r = client_.send("POST", "/v3/subject-data", "application/x-ndjson", std::string(jsonl));
+    if (!r) return std::move(r).error();
+    return report(*r, first_line);
   }
 
  private:
   static result<detail::import_report> report(const http_client_response& r, std::uint64_t first_line) {
-    if (r.status == 401)
-      return error(errc::unauthorized, "opendsrd refused the credentials (401): check --api-key and --api-secret");
-    if (r.status != 200) {
-      // The API's error bodies hold no identity value or credential (api.hpp); shown shortened.
-      std::string shown = r.body.substr(0, 300);
-      std::replace_if(shown.begin(), shown.end(), [](char c) { return c < 0x20 || c == 0x7f; }, ' ');
-      return error(errc::network_error, "opendsrd answered " + std::to_string(r.status) + ": " + shown);
-    }
+    if (r.status != 200) return daemon_client::refusal(r);
     boost::system::error_code ec;
     json::value v = json::parse(r.body, ec);
     const json::object* o = ec ? nullptr : v.if_object();
@@ -191,9 +162,7 @@ class http_sink final : public batch_sink {
     return out;
   }
 
-  std::unique_ptr<http_client> client_;
-  std::string url_;
-  std::string authorization_;
+  daemon_client client_;
 };
 #endif
 
@@ -387,23 +356,14 @@ int import_command(const import_options& options) {
 
   if (remote) {
 #if OPENDSR_HAVE_OPENSSL
-    std::string url = options.url;
-    while (url.ends_with('/')) url.pop_back();
-    url += "/v3/subject-data";
-    asio_http_client_options client_options;
-    // The operator names the daemon, usually on this machine or its network: loopback, private
-    // addresses and plain http are allowed here (never cloud metadata).
-    client_options.policy.allow_http = true;
-    client_options.policy.allow_loopback = true;
-    client_options.policy.allow_private = true;
-    client_options.max_connections_per_origin = 1;
-    client_options.total_timeout = std::chrono::minutes(5);  // a 16 MiB batch committed durably
-    client_options.max_response_bytes = std::size_t{16} << 20;  // a report of 1000 refused lines is ~100 KiB
-    if (auto checked = check_url(client_options.policy, url); !checked) return fail("--url: " + checked.error().message());
-    auto client = make_asio_http_client(std::move(client_options));
+    auto client = daemon_client::open({.url = options.url,
+                                       .api_key = options.api_key,
+                                       .api_secret = options.api_secret,
+                                       .timeout = std::chrono::minutes(5),  // a 16 MiB batch committed durably
+                                       // a report of 1000 refused lines is ~100 KiB
+                                       .max_response_bytes = std::size_t{16} << 20});
     if (!client) return fail(client.error().message());
-    http_sink sink(std::move(*client), url,
-                   "Basic " + detail::base64_encode(options.api_key + ":" + options.api_secret));
+    http_sink sink(std::move(*client));
     // The daemon takes at most 1000 lines a request (docs/import.md).
     importer run(sink, std::min<std::size_t>(options.batch_lines, 1000), in, size);
     return run.run();

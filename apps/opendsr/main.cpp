@@ -3,6 +3,7 @@
 #include "common/data_dir.hpp"
 #include "common/flags.hpp"
 #include "import.hpp"
+#include "outputs.hpp"
 #if OPENDSR_HAVE_OPENSSL
 #include "verify_callback.hpp"
 #endif
@@ -13,13 +14,16 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <variant>
 
 namespace opendsr::app {
 namespace {
 
 constexpr std::string_view usage_text =
     "Usage: opendsr COMMAND [ARGS] [flags]\n\n"
-    "Commands (stop opendsrd first, except for import --url: one process at a time holds the store):\n"
+    "Commands (stop opendsrd first, except for import --url and output: one process at a time holds\n"
+    "the store):\n"
     "  workspace add ID        add a workspace with a new API key; prints the secret once\n"
     "  workspace list          list API keys and their workspaces (never secrets)\n"
     "  workspace remove KEY    remove an API key\n"
@@ -29,12 +33,30 @@ constexpr std::string_view usage_text =
     "  callbacks redrive [--workspace W [--request ID]] [--at RFC3339]\n"
     "                          queue dead-lettered callbacks again (attempts reset), due now or at --at;\n"
     "                          opendsrd sends them when it next runs\n"
+    "  forwards dead [--workspace W [--output NAME]]\n"
+    "                          list dead forward batches: output, batch, requests, attempts, last error\n"
+    "  forwards redrive [--workspace W [--output NAME]] [--at RFC3339]\n"
+    "                          queue dead forward batches again (attempts reset; their requests back\n"
+    "                          to pending), due now or at --at; opendsrd sends them when it next runs\n"
     "  import --workspace W [FILE.jsonl | -]\n"
     "                          load profiles and events from JSON Lines (standard input when FILE is -\n"
     "                          or absent); bad lines are reported by number; docs/import.md\n"
     "  import --url http://HOST:PORT --api-key K --api-secret S [FILE.jsonl | -]\n"
     "                          the same through a running opendsrd (POST /v3/subject-data), into\n"
     "                          the workspace of the API key; opendsrd stays up\n"
+    "Outputs, through a running opendsrd (--url --api-key --api-secret: the key's workspace;\n"
+    "docs/distribution.md):\n"
+    "  output add NAME --partner P [--set KEY=VALUE ...] [--credential KEY=VALUE ...]\n"
+    "             [--endpoint URL] [--inactive]\n"
+    "                          add an output; a credential's value may be @env:VAR or @stdin (one\n"
+    "                          line) so that it stays out of shell history; never printed back\n"
+    "  output list             the outputs: partner, active, circuit, queue, masked credentials\n"
+    "  output update NAME [--set ...] [--credential ...] [--endpoint URL | --no-endpoint]\n"
+    "                          change an output (--set and --credential replace all of theirs);\n"
+    "                          closes an open circuit\n"
+    "  output remove NAME      remove an output; its forwards not yet sent are failed\n"
+    "  output activate NAME | output deactivate NAME\n"
+    "                          forward new erasures to it again, or stop (queued ones still go)\n"
     "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
     "  csr --key FILE --domain DOMAIN [--out FILE]\n"
     "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
@@ -59,6 +81,13 @@ struct config {
   std::string url;
   std::string api_key;
   std::string api_secret;
+  std::string output;
+  std::string partner;
+  std::vector<std::string> settings;
+  std::vector<std::string> credentials;
+  std::string endpoint;
+  bool no_endpoint = false;
+  bool inactive = false;
 };
 
 int fail(const error& e) {
@@ -126,36 +155,81 @@ int show_command(const config& c, const std::vector<std::string>& args) {
   return 0;
 }
 
-int callbacks_command(const config& c, const std::vector<std::string>& args) {
+// The scope of an operator action on dead letters (callbacks, forwards), from --workspace, the
+// flag that narrows within it (--request, --output) and --at, and the engine of the stopped
+// daemon's store. Returns the exit status of a usage error or a failure.
+struct dead_letter_scope {
+  std::unique_ptr<lmdb_storage> store;
+  std::optional<opendsr::engine> engine;
+  timestamp at;
+  std::optional<std::string_view> workspace;
+  std::optional<std::string_view> within;
+};
+
+std::variant<dead_letter_scope, int> open_dead_letters(const config& c, const std::vector<std::string>& args,
+                                                       std::string_view within, std::string_view within_flag) {
   if (args.size() != 2 || (args[1] != "dead" && args[1] != "redrive"))
-    return usage_error("callbacks dead | callbacks redrive");
-  if (!c.request.empty() && c.workspace.empty()) return usage_error("--request needs --workspace");
-  timestamp at = system_clock().now();
+    return usage_error(args[0] + " dead | " + args[0] + " redrive");
+  if (!within.empty() && c.workspace.empty()) return usage_error("--" + std::string(within_flag) + " needs --workspace");
+  dead_letter_scope scope;
+  scope.at = system_clock().now();
   if (!c.at.empty()) {
     auto t = parse_rfc3339(c.at);
     if (!t) return usage_error("--at: " + t.error().message());
-    at = *t;
+    scope.at = *t;
   }
   auto store = open_existing_store(c);
   if (!store) return fail(store.error());
-  auto e = open_engine(**store);
+  scope.store = std::move(*store);
+  auto e = open_engine(*scope.store);
   if (!e) return fail(e.error());
-  const auto workspace = c.workspace.empty() ? std::nullopt : std::optional<std::string_view>(c.workspace);
-  const auto request = c.request.empty() ? std::nullopt : std::optional<std::string_view>(c.request);
+  scope.engine.emplace(std::move(*e));
+  if (!c.workspace.empty()) scope.workspace = c.workspace;
+  if (!within.empty()) scope.within = within;
+  return scope;
+}
+
+int callbacks_command(const config& c, const std::vector<std::string>& args) {
+  auto opened = open_dead_letters(c, args, c.request, "request");
+  if (const int* status = std::get_if<int>(&opened)) return *status;
+  dead_letter_scope& s = std::get<dead_letter_scope>(opened);
   if (args[1] == "redrive") {
-    auto n = e->redrive_callbacks(at, workspace, request);
+    auto n = s.engine->redrive_callbacks(s.at, s.workspace, s.within);
     if (!n) return fail(n.error());
-    std::cout << "requeued " << *n << " dead-lettered callback" << (*n == 1 ? "" : "s") << ", due " << format_rfc3339(at)
+    std::cout << "requeued " << *n << " dead-lettered callback" << (*n == 1 ? "" : "s") << ", due " << format_rfc3339(s.at)
               << "\n";
     return 0;
   }
-  auto dead = e->dead_callbacks(workspace, request);
+  auto dead = s.engine->dead_callbacks(s.workspace, s.within);
   if (!dead) return fail(dead.error());
   // One line each, tab-separated, for people and for cut/awk.
   std::cout << "workspace\trequest\tstatus\tattempts\tlast_attempt\turl\tlast_error\n";
   for (const dead_callback& d : *dead)
     std::cout << d.workspace << '\t' << d.subject_request_id << '\t' << d.request_status << '\t' << d.attempts << '\t'
               << format_rfc3339(d.last_attempt) << '\t' << d.url << '\t' << d.last_error << "\n";
+  return 0;
+}
+
+int forwards_command(const config& c, const std::vector<std::string>& args) {
+  auto opened = open_dead_letters(c, args, c.output, "output");
+  if (const int* status = std::get_if<int>(&opened)) return *status;
+  dead_letter_scope& s = std::get<dead_letter_scope>(opened);
+  if (args[1] == "redrive") {
+    auto n = s.engine->redrive_forwards(s.at, s.workspace, s.within);
+    if (!n) return fail(n.error());
+    std::cout << "requeued " << *n << " dead forward batch" << (*n == 1 ? "" : "es") << ", due " << format_rfc3339(s.at)
+              << "\n";
+    return 0;
+  }
+  auto dead = s.engine->dead_forwards(s.workspace, s.within);
+  if (!dead) return fail(dead.error());
+  // One line each, tab-separated; the requests of a batch by count (a Kochava batch holds
+  // thousands), the first of them named.
+  std::cout << "workspace\toutput\tbatch\trequests\tfirst_request\tattempts\tfirst_due\tlast_attempt\tlast_error\n";
+  for (const dead_forward& d : *dead)
+    std::cout << d.workspace << '\t' << d.output << '\t' << d.batch_id << '\t' << d.subject_request_ids.size() << '\t'
+              << (d.subject_request_ids.empty() ? "-" : d.subject_request_ids.front()) << '\t' << d.attempts << '\t'
+              << format_rfc3339(d.first_due) << '\t' << format_rfc3339(d.last_attempt) << '\t' << d.last_error << "\n";
   return 0;
 }
 
@@ -214,13 +288,26 @@ int main(int argc, char** argv) {
   flags.add("cert", "FILE", "verify: the processor's certificate (PEM)", c.cert);
   flags.add("signature", "BASE64", "verify: the X-OpenDSR-Signature header value", c.signature);
   flags.add("body", "FILE", "verify: the exact body bytes that were signed", c.body);
-  flags.add("workspace", "ID", "callbacks: only this workspace's; import: the workspace to load into", c.workspace);
+  flags.add("workspace", "ID", "callbacks, forwards: only this workspace's; import: the workspace to load into", c.workspace);
   flags.add("request", "ID", "callbacks: only this request's (with --workspace)", c.request);
-  flags.add("at", "RFC3339", "callbacks redrive: when they fall due (an opendsrd in test mode runs on its own clock)", c.at, "now");
+  flags.add("output", "NAME", "forwards: only this output's (with --workspace)", c.output);
+  flags.add("at", "RFC3339",
+            "callbacks redrive, forwards redrive: when they fall due (an opendsrd in test mode runs on its own clock)", c.at,
+            "now");
   flags.add("batch", "N", "import: lines per write transaction at most", c.batch, 1, 1000000);
-  flags.add("url", "URL", "import: the running opendsrd to import through (http://127.0.0.1:PORT)", c.url);
-  flags.add("api-key", "KEY", "import --url: the workspace's API key", c.api_key);
-  flags.add("api-secret", "SECRET", "import --url: the API key's secret (never printed)", c.api_secret);
+  flags.add("url", "URL", "import, output: the running opendsrd to go through (http://127.0.0.1:PORT)", c.url);
+  flags.add("api-key", "KEY", "import --url, output: the workspace's API key", c.api_key);
+  flags.add("api-secret", "SECRET", "import --url, output: the API key's secret (never printed)", c.api_secret);
+  flags.add("partner", "P", "output add: the partner (kochava, blueshift)", c.partner);
+  flags.add_repeated("set", "KEY=VALUE", "output add, update: a setting of the partner (account_id, region, ...)",
+                     c.settings);
+  flags.add_repeated("credential", "KEY=VALUE",
+                     "output add, update: a credential (api_key, ...); VALUE may be @env:VAR or @stdin; never printed",
+                     c.credentials);
+  flags.add("endpoint", "URL", "output add, update: the partner's base URL instead of its own (scheme://host[:port])",
+            c.endpoint);
+  flags.add_switch("no-endpoint", "output update: back to the partner's own endpoint", c.no_endpoint);
+  flags.add_switch("inactive", "output add: add it inactive (opendsr output activate NAME later)", c.inactive);
   auto args = flags.parse(argc, argv);
   if (flags.help_requested() || (args && args->empty())) {
     std::cout << usage_text << flags.usage();
@@ -232,6 +319,12 @@ int main(int argc, char** argv) {
     if (command == "workspace") return workspace_command(c, *args);
     if (command == "show") return show_command(c, *args);
     if (command == "callbacks") return callbacks_command(c, *args);
+    if (command == "forwards") return forwards_command(c, *args);
+    if (command == "output")
+      return output_command({.url = c.url, .api_key = c.api_key, .api_secret = c.api_secret, .partner = c.partner,
+                             .settings = c.settings, .credentials = c.credentials, .endpoint = c.endpoint,
+                             .no_endpoint = c.no_endpoint, .inactive = c.inactive},
+                            *args);
     if (command == "import") {
       if (args->size() > 2) return usage_error("import --workspace W [FILE.jsonl | -]");
       return import_command({.data_dir = c.data_dir, .workspace = c.workspace, .url = c.url, .api_key = c.api_key,

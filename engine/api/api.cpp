@@ -1,5 +1,6 @@
 #include <opendsr/api.hpp>
 
+#include "api/outputs_route.hpp"
 #include "api/rate_limiter.hpp"
 #include "api/signature_cache.hpp"
 #include "api/subject_import.hpp"
@@ -16,11 +17,13 @@ namespace {
 
 using namespace std::string_view_literals;
 
-enum class route_kind { requests, request, discovery, certificate, results, subject_data };
+enum class route_kind { requests, request, discovery, certificate, results, subject_data, outputs, output };
 
 struct route {
   route_kind kind;
-  std::string id;  // the decoded {id} of /requests/{id}, or the {token} of /results/{token}
+  // The decoded {id} of /requests/{id} or {name} of /outputs/{name}, or the {token} of
+  // /results/{token}.
+  std::string id;
 };
 
 // The methods each route answers, as the Allow header lists them.
@@ -32,14 +35,17 @@ std::string_view allowed_methods(route_kind k) {
     case route_kind::certificate:
     case route_kind::results: return "GET";
     case route_kind::subject_data: return "POST";
+    case route_kind::outputs: return "GET, POST";
+    case route_kind::output: return "PATCH, DELETE";
   }
   return "";
 }
 
 bool allows(route_kind k, std::string_view method) {
-  if (method == "GET") return k != route_kind::subject_data;
-  if (method == "POST") return k == route_kind::requests || k == route_kind::subject_data;
-  if (method == "DELETE") return k == route_kind::request;
+  if (method == "GET") return k != route_kind::subject_data && k != route_kind::output;
+  if (method == "POST") return k == route_kind::requests || k == route_kind::subject_data || k == route_kind::outputs;
+  if (method == "PATCH") return k == route_kind::output;
+  if (method == "DELETE") return k == route_kind::request || k == route_kind::output;
   return false;
 }
 
@@ -184,12 +190,15 @@ struct api::impl {
       if (token.empty() || token.find('/') != std::string_view::npos) return std::nullopt;
       return route{route_kind::results, std::string(token)};
     }
-    if (path.starts_with("/requests/")) {
-      std::string_view id = path.substr("/requests/"sv.size());
+    if (path == "/outputs") return route{route_kind::outputs, {}};
+    for (const auto& [prefix, kind] :
+         {std::pair{"/requests/"sv, route_kind::request}, std::pair{"/outputs/"sv, route_kind::output}}) {
+      if (!path.starts_with(prefix)) continue;
+      std::string_view id = path.substr(prefix.size());
       if (id.empty() || id.find('/') != std::string_view::npos) return std::nullopt;
       auto decoded = percent_decode(id, false);
       if (!decoded) return std::nullopt;
-      return route{route_kind::request, std::move(*decoded)};
+      return route{kind, std::move(*decoded)};
     }
     return std::nullopt;
   }
@@ -230,7 +239,7 @@ struct api::impl {
       return public_response("application/x-pem-file", std::string(signer_.certificate_pem()));
 
     const bool is_post = head.method == "POST";
-    if (is_post) {
+    if (is_post || head.method == "PATCH") {
       if (auto length = head.headers.get("Content-Length")) {
         std::uint64_t n = 0;
         auto [end, ec] = std::from_chars(length->data(), length->data() + length->size(), n);
@@ -262,6 +271,17 @@ struct api::impl {
       });
     }
     if (r->kind == route_kind::results) return results(*workspace, r->id);
+    if (r->kind == route_kind::outputs || r->kind == route_kind::output) {
+      std::optional<std::string> name;
+      if (r->kind == route_kind::output) name = std::move(r->id);
+      if (head.method == "GET" || head.method == "DELETE") return outputs(*workspace, head.method, name, {}, used);
+      auto type = head.headers.get("Content-Type");
+      if (!type || !is_json_media_type(*type)) return error_response(error(errc::unsupported_media_type));
+      return http_body_handler([this, ws = std::move(*workspace), method = head.method, name = std::move(name), used](
+                                   http_request request, http_responder respond) {
+        respond(outputs(ws, method, name, request.body, used));
+      });
+    }
     if (is_post) {
       auto type = head.headers.get("Content-Type");
       if (!type || !is_json_media_type(*type)) return error_response(error(errc::unsupported_media_type));
@@ -303,6 +323,15 @@ struct api::impl {
     r.headers.set("Content-Type", "application/json");
     r.headers.set("Cache-Control", "no-store");
     return r;
+  }
+
+  // The /outputs routes (api/outputs_route.hpp), signed like the request routes.
+  http_response outputs(const std::string& workspace, const std::string& method, const std::optional<std::string>& name,
+                        std::string_view body, int used) {
+    if (body.size() > options_.max_body_bytes) return too_large(route_kind::outputs);  // chunked: no Content-Length
+    auto reply = detail::answer_outputs(engine_, workspace, method, name, body, clock_.now());
+    if (!reply) return error_response(reply.error());
+    return signed_response(reply->status, std::move(reply->body), used, method == "GET");
   }
 
   // GET /results/{token}: another workspace's token, an unknown one and one whose request matched

@@ -13,6 +13,10 @@
 //                                           410 once expired                (with options.results)
 //   POST   /subject-data               200  import JSON Lines (docs/import.md)
 //                                                                           (with options.subjects)
+//   GET    /outputs                    200  the workspace's outputs, credentials masked   signed
+//   POST   /outputs                    201  add an output                                signed
+//   PATCH  /outputs/{name}             200  change one (an open circuit closes)          signed
+//   DELETE /outputs/{name}             200  remove one             (docs/distribution.md) signed
 // A known route with another method is 405 with Allow; anything else is 404.
 //
 // Checks run in this order, the first failure answering: route and method, body size (from
