@@ -2,6 +2,7 @@
 
 #include "lifecycle/machine.hpp"
 #include "outbox/callbacks.hpp"
+#include "outbox/forwards.hpp"
 #include "outbox/fulfilment_tasks.hpp"
 #include "store/codec.hpp"
 #include "store/keys.hpp"
@@ -34,6 +35,7 @@ struct store_index {
   std::set<std::pair<timestamp, std::string>> task_due;  // (due, ref)
   std::map<std::string, std::string> results;         // token -> expires(8) ref
   std::set<std::pair<timestamp, std::string>> results_expiry;  // (expires, token)
+  std::map<std::string, std::string> forward_rows;  // the u, j, v and a tables: key -> value
 };
 
 class checker {
@@ -102,7 +104,11 @@ class checker {
         else
           add("malformed results expiry key");
         return;
-      case keys::table::outbox_v1: add("a schema-1 outbox entry in a schema-3 store"); return;
+      case keys::table::output:
+      case keys::table::forward_queued:
+      case keys::table::forward_batch:
+      case keys::table::forward_due: s.forward_rows.emplace(k, v); return;
+      case keys::table::outbox_v1: add("a schema-1 outbox entry in a schema-4 store"); return;
     }
     add("key of unknown table " + std::to_string(static_cast<unsigned char>(key[0])));
   }
@@ -215,7 +221,9 @@ class checker {
       std::reverse(path.begin(), path.end());
       const std::string what = "callback " + std::to_string(h) + "/" + std::to_string(u) + " of request " +
                                r.subject_request_id;
-      if (h >= path.size() || u >= r.callback_urls.size()) {
+      // A forwarded request numbers its callbacks in order (status and distribution changes).
+      const bool numbered = !r.distribution.empty();
+      if ((numbered ? h > r.callback_seq : h >= path.size()) || u >= r.callback_urls.size()) {
         add(what + " is for a status or URL the request does not have");
         continue;
       }
@@ -224,7 +232,7 @@ class checker {
         add(what + ": " + e.error().message());
         continue;
       }
-      check_callback(what, r, path[h], r.callback_urls[u], *e);
+      check_callback(what, r, numbered ? path : std::vector{path[h]}, r.callback_urls[u], *e);
       if (chain != std::pair(ref, u)) chain = std::pair(ref, u), head_seen = false;
       if (e->dead) {
         dead.emplace(ref, u, h);
@@ -269,7 +277,9 @@ class checker {
         add("ended request " + r.subject_request_id + " still holds its body or its identity digest");
   }
 
-  void check_callback(const std::string& what, const request_record& r, request_status status,
+  // The callback announces one of `statuses` (the one its position names, or, for a forwarded
+  // request, any on its path).
+  void check_callback(const std::string& what, const request_record& r, const std::vector<request_status>& statuses,
                       const std::string& url, const callback_entry& entry) {
     if (entry.url != url) add(what + " goes to the wrong URL");
     boost::system::error_code ec;
@@ -280,7 +290,9 @@ class checker {
       const json::value* v = o.if_contains(key);
       return v && v->is_string() && v->get_string() == expected;
     };
-    if (!is("request_status", to_string(status)) || !is("status_callback_url", url) ||
+    const bool announced = std::any_of(statuses.begin(), statuses.end(),
+                                       [&](request_status st) { return is("request_status", to_string(st)); });
+    if (!announced || !is("status_callback_url", url) ||
         !is("subject_request_id", r.subject_request_id) || !is("controller_id", r.workspace))
       add(what + " has a body that does not announce it");
   }
@@ -317,6 +329,8 @@ result<std::vector<std::string>> check_invariants(read_transaction& txn) {
   c.check_timers(s);
   c.check_outbox(s);
   c.check_fulfilment(s);
+  // Rule 8: the forwarding tables (outbox/forwards.hpp states them).
+  for (std::string& p : check_forward_tables(s.forward_rows, s.records)) c.add(std::move(p));
   return std::move(c.problems);
 }
 

@@ -1,4 +1,5 @@
 #include <opendsr/engine.hpp>
+#include <opendsr/subject_data.hpp>
 
 #include "common/json_text.hpp"
 #include "intake/admit.hpp"
@@ -6,6 +7,7 @@
 #include "lifecycle/transitions.hpp"
 #include "outbox/backoff.hpp"
 #include "outbox/callbacks.hpp"
+#include "outbox/forwards.hpp"
 #include "outbox/fulfilment_tasks.hpp"
 #include "render/documents.hpp"
 #include "store/keys.hpp"
@@ -47,6 +49,20 @@ result<void> validate(const engine_options& o) {
     return invalid("fulfilment retry delays must satisfy 0 < min_retry_delay <= first_retry_delay <= max_retry_delay.");
   if (f.results_lifetime <= std::chrono::microseconds::zero()) return invalid("fulfilment.results_lifetime must be positive.");
   if (f.overdue_extension <= std::chrono::microseconds::zero()) return invalid("fulfilment.overdue_extension must be positive.");
+  const distribution_policy& d = o.distribution;
+  if (d.max_attempts < 1 || d.max_attempts > 1000) return invalid("distribution.max_attempts must be between 1 and 1000.");
+  if (d.max_age <= std::chrono::microseconds::zero()) return invalid("distribution.max_age must be positive.");
+  if (d.min_retry_delay <= std::chrono::microseconds::zero() || d.first_retry_delay < d.min_retry_delay ||
+      d.max_retry_delay < d.first_retry_delay)
+    return invalid("distribution retry delays must satisfy 0 < min_retry_delay <= first_retry_delay <= max_retry_delay.");
+  if (d.max_retry_after <= std::chrono::microseconds::zero()) return invalid("distribution.max_retry_after must be positive.");
+  if (d.lease <= std::chrono::microseconds::zero()) return invalid("distribution.lease must be positive.");
+  for (std::size_t i = 0; i < d.partners.size(); ++i) {
+    if (!d.partners[i]) return invalid("distribution.partners must not hold a null partner kind.");
+    for (std::size_t j = 0; j < i; ++j)
+      if (d.partners[j]->name() == d.partners[i]->name())
+        return invalid("distribution.partners names partner kind " + std::string(d.partners[i]->name()) + " twice.");
+  }
   return validate_timing(o.timing);
 }
 
@@ -105,7 +121,7 @@ result<void> drop_ended_bodies(write_transaction& txn) {
   return {};
 }
 
-// Creates or checks the schema version entry, upgrading a store of schema 1 or 2, and reads (or
+// Creates or checks the schema version entry, upgrading a store of schema 1, 2 or 3, and reads (or
 // makes) the results key into `results_key`.
 result<void> check_schema(write_transaction& txn, const engine_options& options, std::string& results_key) {
   const std::string key = keys::schema_key();
@@ -116,10 +132,12 @@ result<void> check_schema(write_transaction& txn, const engine_options& options,
     if (**stored == std::string_view(&keys::schema_version_1, 1)) {
       auto moved = migrate_outbox_v1(txn);
       if (!moved) return std::move(moved).error();
-    } else if (**stored != std::string_view(&keys::schema_version_2, 1)) {
+    } else if (**stored != std::string_view(&keys::schema_version_2, 1) &&
+               **stored != std::string_view(&keys::schema_version_3, 1)) {
       return error(errc::storage_corrupt, "The store was written with an engine schema this version cannot read.");
     }
-    OPENDSR_TRY(drop_ended_bodies(txn));
+    // Schema 4 only adds the distribution tables, empty in an older store.
+    if (**stored != std::string_view(&keys::schema_version_3, 1)) OPENDSR_TRY(drop_ended_bodies(txn));
   }
   if (!*stored || **stored != current) OPENDSR_TRY(txn.put(key, current));
   auto made = ensure_results_key(txn);
@@ -167,7 +185,50 @@ struct engine::impl {
   // One write transaction of tick(): up to tick_batch_size due timers. Returns how many timers
   // it found due and adds the status changes to `transitions`.
   result<std::size_t> tick_batch(timestamp now, std::size_t& transitions);
+
+  // What an erasure brings to forwarding: nullopt when its workspace has no active output;
+  // else its identities, enriched from its profile when distribution.enrich_from is set.
+  result<std::optional<forward_source>> forward_source_of(std::string_view workspace, const request& req) const;
+
+  // Applies changes of distribution entries, each with its callbacks.
+  result<void> apply(write_transaction& txn, const std::vector<entry_change>& changes, timestamp now) {
+    for (const entry_change& c : changes) {
+      auto changed = change_distribution(txn, options, c.request_ref, c.output, c.state, c.message, now);
+      if (!changed) return std::move(changed).error();
+    }
+    return {};
+  }
 };
+
+result<std::optional<forward_source>> engine::impl::forward_source_of(std::string_view workspace,
+                                                                       const request& req) const {
+  {
+    auto txn = store.begin_read();
+    if (!txn) return std::move(txn).error();
+    auto active = has_active_output(**txn, workspace);
+    if (!active) return std::move(active).error();
+    if (!*active) return std::optional<forward_source>();
+  }
+  forward_source source{req.identities, {}};
+  subject_data* profiles = options.distribution.enrich_from;
+  if (!profiles) return std::optional<forward_source>(std::move(source));
+  auto profile = profiles->resolve(workspace, req.identities);
+  if (!profile) return std::move(profile).error();
+  const bool by_mpid = req.identities.size() == 1 && req.identities.front().type == identity_type::mpid;
+  if (!*profile) {
+    if (by_mpid) source.refusal = "The mpid resolves to no profile, so nothing is forwarded.";
+    return std::optional<forward_source>(std::move(source));
+  }
+  auto held = profiles->identities(workspace, **profile);
+  if (!held) return std::move(held).error();
+  // The request wins where it names a type the profile holds too.
+  for (identity& id : *held) {
+    const bool named = std::any_of(req.identities.begin(), req.identities.end(),
+                                   [&](const identity& mine) { return mine.type == id.type; });
+    if (!named) source.identities.push_back(std::move(id));
+  }
+  return std::optional<forward_source>(std::move(source));
+}
 
 engine::engine(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 engine::engine(engine&&) noexcept = default;
@@ -193,6 +254,7 @@ result<receipt> engine::submit(std::string_view workspace, std::string_view body
 struct prepared_submission::state {
   detail::request_record record;
   receipt answer;  // the 201 body, if it is admitted
+  std::optional<detail::forward_source> forwards;  // an erasure in a workspace with active outputs
 };
 
 prepared_submission::prepared_submission(std::unique_ptr<state> s) : state_(std::move(s)) {}
@@ -207,6 +269,11 @@ result<prepared_submission> engine::prepare(std::string_view workspace, std::str
   auto s = std::make_unique<prepared_submission::state>();
   s->record = new_record(impl_->options, workspace, *req, body, received);
   s->answer = make_receipt(s->record);
+  if (req->type == request_type::erasure) {
+    auto forwards = impl_->forward_source_of(workspace, *req);
+    if (!forwards) return std::move(forwards).error();
+    s->forwards = std::move(*forwards);
+  }
   return prepared_submission(std::move(s));
 }
 
@@ -215,7 +282,8 @@ std::vector<result<receipt>> engine::submit_prepared(std::span<const prepared_su
   auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       refused[i].reset();
-      auto admitted = admit(txn, impl_->options, batch[i].state_->record);
+      const auto& forwards = batch[i].state_->forwards;
+      auto admitted = admit(txn, impl_->options, batch[i].state_->record, forwards ? &*forwards : nullptr);
       if (admitted) continue;
       if (!is_refusal(admitted.error())) return std::move(admitted).error();
       refused[i] = std::move(admitted).error();
@@ -258,7 +326,7 @@ result<status_document> engine::status(std::string_view workspace, std::string_v
   if (!txn) return std::move(txn).error();
   auto r = load(**txn, keys::request_ref(workspace, subject_request_id));
   if (!r) return std::move(r).error();
-  return make_status(*r);
+  return make_status(*r, impl_->options.request.processor_domain);
 }
 
 result<group_document> engine::group(std::string_view workspace, std::string_view group_id) const {
@@ -278,7 +346,7 @@ result<group_document> engine::group(std::string_view workspace, std::string_vie
     if (!r && r.error() == errc::not_found)
       return error(errc::storage_corrupt, "A group member entry names a request that is not stored: " + id + ".");
     if (!r) return std::move(r).error();
-    members.push_back(make_status(*r));
+    members.push_back(make_status(*r, impl_->options.request.processor_domain));
   }
   return make_group(std::move(members));
 }
@@ -357,7 +425,8 @@ result<std::optional<timestamp>> engine::next_due() const {
     return false;
   }));
   if (malformed) return error(errc::storage_corrupt, "A stored timer key is malformed.");
-  for (auto first : {first_callback_due(**txn), first_fulfilment_due(**txn), first_results_expiry(**txn)}) {
+  for (auto first : {first_callback_due(**txn), first_fulfilment_due(**txn), first_results_expiry(**txn),
+                     first_forward_due(**txn)}) {
     if (!first) return std::move(first).error();
     if (*first && (!due || **first < *due)) due = *first;
   }
@@ -551,6 +620,116 @@ result<std::size_t> engine::forget_expired_results(std::span<const std::string> 
   });
   if (!outcome) return std::move(outcome).error();
   return forgotten;
+}
+
+result<output_info> engine::add_output(std::string_view workspace, const output_definition& output, timestamp now) {
+  OPENDSR_TRY(validate_workspace(workspace));
+  std::optional<output_info> added;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto info = detail::add_output(txn, impl_->options, workspace, output, now);
+    if (!info) return std::move(info).error();
+    added = std::move(*info);
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return std::move(*added);
+}
+
+result<output_info> engine::update_output(std::string_view workspace, std::string_view name, const output_change& change,
+                                          timestamp now) {
+  OPENDSR_TRY(validate_workspace(workspace));
+  std::optional<output_info> updated;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto info = detail::update_output(txn, impl_->options, workspace, name, change, now);
+    if (!info) return std::move(info).error();
+    updated = std::move(*info);
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return std::move(*updated);
+}
+
+result<void> engine::remove_output(std::string_view workspace, std::string_view name, timestamp now) {
+  OPENDSR_TRY(validate_workspace(workspace));
+  return impl_->write([&](write_transaction& txn) -> result<void> {
+    auto changes = detail::remove_output(txn, workspace, name);
+    if (!changes) return std::move(changes).error();
+    return impl_->apply(txn, *changes, now);
+  });
+}
+
+result<std::vector<output_info>> engine::outputs(std::optional<std::string_view> workspace) const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return list_outputs(**txn, workspace);
+}
+
+result<std::vector<claimed_forward>> engine::claim_forwards(timestamp now, std::size_t max, std::string_view owner) {
+  OPENDSR_TRY(validate_owner(owner));
+  std::vector<claimed_forward> claimed;
+  if (max == 0) return claimed;
+  const std::string lease = make_lease(owner, impl_->lease_nonce.fetch_add(1));
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto got = claim_due_forwards(txn, now, max, lease, now + impl_->options.distribution.lease);
+    if (!got) return std::move(got).error();
+    claimed = std::move(*got);
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return claimed;
+}
+
+result<forward_record_report> engine::record_forwards(std::span<const forward_outcome> outcomes, timestamp now) {
+  forward_record_report report;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    report = {};
+    std::vector<entry_change> changes;
+    for (const forward_outcome& o : outcomes)
+      OPENDSR_TRY(record_forward_outcome(txn, impl_->options.distribution, o, now, report, changes));
+    return impl_->apply(txn, changes, now);
+  });
+  if (!outcome) return std::move(outcome).error();
+  return report;
+}
+
+result<std::size_t> engine::release_forward_leases(std::string_view owner, timestamp now) {
+  OPENDSR_TRY(validate_owner(owner));
+  std::size_t released = 0;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    auto n = detail::release_forward_leases(txn, owner, now);
+    if (!n) return std::move(n).error();
+    released = *n;
+    return {};
+  });
+  if (!outcome) return std::move(outcome).error();
+  return released;
+}
+
+result<std::vector<dead_forward>> engine::dead_forwards(std::optional<std::string_view> workspace,
+                                                        std::optional<std::string_view> output) const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return list_dead_forwards(**txn, workspace, output);
+}
+
+result<std::size_t> engine::redrive_forwards(timestamp now, std::optional<std::string_view> workspace,
+                                             std::optional<std::string_view> output) {
+  std::size_t redriven = 0;
+  auto outcome = impl_->write([&](write_transaction& txn) -> result<void> {
+    std::vector<entry_change> changes;
+    auto n = redrive_dead_forwards(txn, workspace, output, now, changes);
+    if (!n) return std::move(n).error();
+    redriven = *n;
+    return impl_->apply(txn, changes, now);
+  });
+  if (!outcome) return std::move(outcome).error();
+  return redriven;
+}
+
+result<forward_queue_stats> engine::forward_queue() const {
+  auto txn = impl_->store.begin_read();
+  if (!txn) return std::move(txn).error();
+  return forward_stats(**txn);
 }
 
 }  // namespace opendsr

@@ -2,6 +2,7 @@
 
 #include "lifecycle/timing.hpp"
 #include "lifecycle/transitions.hpp"
+#include "outbox/forwards.hpp"
 #include "store/codec.hpp"
 #include "store/keys.hpp"
 
@@ -36,7 +37,8 @@ request_record new_record(const engine_options& options, std::string_view worksp
   return r;
 }
 
-result<void> admit(write_transaction& txn, const engine_options& options, const request_record& r) {
+result<void> admit(write_transaction& txn, const engine_options& options, const request_record& r,
+                   const forward_source* forwards) {
   const std::string ref = keys::request_ref(r.workspace, r.subject_request_id);
   const std::string record_key = keys::request_key(ref);
   {
@@ -75,6 +77,15 @@ result<void> admit(write_transaction& txn, const engine_options& options, const 
     std::string count;
     byte_writer(count).varint(members + 1);
     OPENDSR_TRY(txn.put(count_key, count));
+  }
+  if (forwards && r.type == request_type::erasure) {
+    auto entries = queue_forwards(txn, r.workspace, ref, *forwards, r.received_time);
+    if (!entries) return std::move(entries).error();
+    if (!entries->empty()) {
+      request_record forwarded = r;
+      forwarded.distribution = std::move(*entries);
+      return write_status(txn, options, forwarded, ref, std::nullopt, r.received_time);
+    }
   }
   return write_status(txn, options, r, ref, std::nullopt, r.received_time);
 }

@@ -7,6 +7,7 @@
 #include <opendsr/storage.hpp>
 #include <opendsr/time.hpp>
 
+#include "outbox/forwards.hpp"
 #include "store/record.hpp"
 
 #include <string_view>
@@ -21,9 +22,11 @@ request_record new_record(const engine_options& options, std::string_view worksp
 // In txn: refuses a duplicate id (errc::duplicate_request_id), a full group (errc::group_full) or
 // an identity conflict with a pending or in_progress request (errc::identity_conflict, naming
 // it), checked in that order and before anything is written; else writes the request record, its
-// conflict index entry, its group membership, its first timer and its creation callbacks.
+// conflict index entry, its group membership, its first timer, its partner forwards (an erasure
+// with `forwards`: one per active output of its workspace) and its creation callbacks.
 // REQUIRES: r came from new_record() with these options.
-result<void> admit(write_transaction& txn, const engine_options& options, const request_record& r);
+result<void> admit(write_transaction& txn, const engine_options& options, const request_record& r,
+                   const forward_source* forwards);
 
 // The number of requests stored in a group, as its count entry says (0 when absent).
 result<std::size_t> group_size(read_transaction& txn, std::string_view count_key);

@@ -32,6 +32,9 @@ result<void> move_timer(write_transaction& txn, const request_record& r, std::st
   return {};
 }
 
+// The history index of a forwarded request's next callback; at 255 the last one is replaced.
+std::uint8_t next_callback_seq(std::uint8_t seq) { return seq == UINT8_MAX ? seq : static_cast<std::uint8_t>(seq + 1); }
+
 }  // namespace
 
 result<void> write_status(write_transaction& txn, const engine_options& options, const request_record& r,
@@ -52,8 +55,10 @@ result<void> write_status(write_transaction& txn, const engine_options& options,
   } else {
     OPENDSR_TRY(txn.put(keys::request_key(ref), encode_record(r)));
   }
-  return write_outbound_work(txn, {r, ref, history_index(r.status), next_flush(options.timing, now), now,
-                                   options.fulfilment.mode == fulfilment_mode::tasks});
+  const std::uint8_t index = r.distribution.empty() ? history_index(r.status) : r.callback_seq;
+  return write_outbound_work(txn, {r, ref, index, next_flush(options.timing, now), now,
+                                   options.fulfilment.mode == fulfilment_mode::tasks,
+                                   options.request.processor_domain});
 }
 
 result<void> apply_event(write_transaction& txn, const engine_options& options, request_record& r,
@@ -63,6 +68,7 @@ result<void> apply_event(write_transaction& txn, const engine_options& options, 
   const std::optional<timestamp> old_timer = timer_due(r);
   r.status = *to;
   r.status_time = now;
+  if (!r.distribution.empty()) r.callback_seq = next_callback_seq(r.callback_seq);
   return write_status(txn, options, r, keys::request_ref(r.workspace, r.subject_request_id), old_timer, now);
 }
 
@@ -92,6 +98,27 @@ result<void> complete_fulfilled(write_transaction& txn, const engine_options& op
                                              " a results_url that is not valid UTF-8.");
   r.results_url = std::move(results_url);
   return apply_event(txn, options, r, lifecycle_event::complete, now);
+}
+
+result<bool> change_distribution(write_transaction& txn, const engine_options& options, std::string_view ref,
+                                 std::string_view output, distribution_state state,
+                                 const std::optional<std::string>& message, timestamp now) {
+  auto stored = txn.get(keys::request_key(ref));
+  if (!stored) return std::move(stored).error();
+  if (!*stored) return error(errc::storage_corrupt, "A forward names a request that is not stored.");
+  auto r = decode_record(**stored);
+  if (!r) return std::move(r).error();
+  auto entry = std::find_if(r->distribution.begin(), r->distribution.end(), [&](const auto& d) { return d.name == output; });
+  if (entry == r->distribution.end())
+    return error(errc::storage_corrupt, "Request " + r->subject_request_id + " has no distribution entry for a forward of its.");
+  if (entry->status == state && entry->status_message == message) return false;
+  entry->status = state;
+  entry->status_message = message;
+  r->callback_seq = next_callback_seq(r->callback_seq);
+  OPENDSR_TRY(txn.put(keys::request_key(ref), encode_record(*r)));
+  OPENDSR_TRY(write_distribution_work(txn, *r, ref, r->callback_seq, next_flush(options.timing, now),
+                                      options.request.processor_domain));
+  return true;
 }
 
 }  // namespace opendsr::detail

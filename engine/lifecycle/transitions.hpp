@@ -38,4 +38,11 @@ result<std::size_t> catch_up(write_transaction& txn, const engine_options& optio
 result<void> complete_fulfilled(write_transaction& txn, const engine_options& options, request_record& r,
                                 std::optional<std::string> results_url, timestamp now);
 
+// Sets the entry of `output` among the distribution entries of the request at `ref` to `state`
+// with `message`, and queues the callbacks announcing it (due at the first flush not before
+// `now`). Returns false, writing nothing, if the entry already says exactly that.
+result<bool> change_distribution(write_transaction& txn, const engine_options& options, std::string_view ref,
+                                 std::string_view output, distribution_state state,
+                                 const std::optional<std::string>& message, timestamp now);
+
 }  // namespace opendsr::detail

@@ -133,14 +133,22 @@ result<callback_entry> decode_callback_entry(std::string_view bytes) {
 }
 
 result<void> queue_callbacks(write_transaction& txn, const request_record& r, std::string_view ref,
-                             std::uint8_t history_index, timestamp due) {
+                             std::uint8_t history_index, timestamp due, std::string_view processor_domain) {
   for (std::size_t i = 0; i < r.callback_urls.size(); ++i) {
     const auto url_index = static_cast<std::uint8_t>(i);
+    const keys::callback_position at{ref, url_index, history_index};
+    const std::string key = keys::callback_key(at);
+    if (history_index == UINT8_MAX) {  // the numbering is spent: the newest body replaces the last
+      auto replaced = load_entry(txn, key);
+      if (!replaced) return std::move(replaced).error();
+      if (*replaced && (*replaced)->scheduled) OPENDSR_TRY(txn.erase(keys::callback_due_key(*(*replaced)->scheduled, at)));
+      if (*replaced && (*replaced)->dead) OPENDSR_TRY(txn.erase(keys::callback_dead_key(at)));
+    }
     callback_entry e;
     e.url = r.callback_urls[i];
-    e.body = render_callback(r, e.url);
+    e.body = render_callback(r, e.url, processor_domain);
     e.first_due = due;
-    OPENDSR_TRY(txn.put(keys::callback_key({ref, url_index, history_index}), encode_callback_entry(e)));
+    OPENDSR_TRY(txn.put(key, encode_callback_entry(e)));
     OPENDSR_TRY(settle_chain(txn, ref, url_index, due));
   }
   return {};

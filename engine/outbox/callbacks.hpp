@@ -51,10 +51,12 @@ std::string encode_callback_entry(const callback_entry& e);
 // Returns errc::storage_corrupt if bytes are not an entry this version can read.
 result<callback_entry> decode_callback_entry(std::string_view bytes);
 
-// Queues the callbacks announcing r's current status, the history_index-th on its path, one per
-// callback URL, first due at `due`. `ref` is keys::request_ref(r.workspace, r.subject_request_id).
+// Queues the callbacks announcing r's current state, the history_index-th of the request, one per
+// callback URL, first due at `due`. `ref` is keys::request_ref(r.workspace, r.subject_request_id);
+// `processor_domain` keys the extension of r's distribution entries. An entry already at that
+// position (a request whose numbering reached 255) is replaced: its receiver gets the newer body.
 result<void> queue_callbacks(write_transaction& txn, const request_record& r, std::string_view ref,
-                             std::uint8_t history_index, timestamp due);
+                             std::uint8_t history_index, timestamp due, std::string_view processor_domain);
 
 // Restores the chain invariant of (ref, url_index): its head is scheduled at max(first_due,
 // retry_at, `now`) unless already scheduled, and no other entry is.

@@ -1,7 +1,8 @@
-// The one place that writes the outbound work a status change causes, in the transaction of the
-// change: the status callbacks and the fulfilment task (written when processing starts, removed
-// when the request ends); partner forwards join them here, so that what a change sends out can
-// never drift apart.
+// The one place that writes the outbound work a change of a request causes, in the transaction of
+// the change: the status callbacks and the fulfilment task (written when processing starts,
+// removed when the request ends), and the callbacks announcing a change of its distribution
+// entries. (Partner forwards are written when the request is admitted, by intake: forwarding
+// starts on receipt, whatever the status.)
 #pragma once
 
 #include <opendsr/result.hpp>
@@ -23,8 +24,15 @@ struct status_change {
   timestamp callback_due;        // the callback flush the change's callbacks go out with
   timestamp now;                 // when the change happens
   bool fulfil = false;           // fulfilment_mode::tasks: queue a task when processing starts
+  std::string_view processor_domain;  // keys the extension of callbacks with distribution entries
 };
 
 result<void> write_outbound_work(write_transaction& txn, const status_change& change);
+
+// The outbound work of a change of one of a request's distribution entries (the record already
+// holds it): the status callbacks announcing it, the history_index-th of the request.
+result<void> write_distribution_work(write_transaction& txn, const request_record& record, std::string_view ref,
+                                     std::uint8_t history_index, timestamp callback_due,
+                                     std::string_view processor_domain);
 
 }  // namespace opendsr::detail

@@ -14,6 +14,30 @@ std::optional<timestamp> shown_completion(const request_record& r) {
   return r.expected_completion;
 }
 
+// The "extensions" value: null, or the processor's extension with the distribution entries.
+std::string render_extensions(const request_record& r, std::string_view processor_domain) {
+  if (r.distribution.empty()) return "null";
+  std::string entries = "[";
+  for (const distribution_entry& d : r.distribution) {
+    if (entries.size() > 1) entries += ',';
+    json_object_writer(entries)
+        .string("domain", d.domain)
+        .string("name", d.name)
+        .string("status", to_string(d.status))
+        .string_or_null("status_message", d.status_message)
+        .close();
+  }
+  entries += ']';
+  std::string own;
+  json_object_writer(own).raw("distribution_status", entries).close();
+  std::string out = "{";
+  append_json_string(out, processor_domain);  // a configured name: escaped, unlike fixed keys
+  out += ':';
+  out += own;
+  out += '}';
+  return out;
+}
+
 }  // namespace
 
 receipt make_receipt(const request_record& r) {
@@ -29,9 +53,9 @@ receipt make_receipt(const request_record& r) {
   return out;
 }
 
-status_document make_status(const request_record& r) {
-  status_document out{r.subject_request_id, r.type, r.status, r.received_time, shown_completion(r),
-                      r.group_id, r.results_url, {}};
+status_document make_status(const request_record& r, std::string_view processor_domain) {
+  status_document out{r.subject_request_id, r.type,         r.status,          r.received_time, shown_completion(r),
+                      r.group_id,           r.results_url, r.distribution, {}};
   json_object_writer(out.body)
       .string("controller_id", r.workspace)
       .time("expected_completion_time", out.expected_completion_time)
@@ -40,7 +64,7 @@ status_document make_status(const request_record& r) {
       .string("request_status", to_string(r.status))
       .string("api_version", api_version)
       .string_or_null("results_url", r.results_url)
-      .null("extensions")
+      .raw("extensions", render_extensions(r, processor_domain))
       .close();
   return out;
 }
@@ -66,7 +90,7 @@ group_document make_group(std::vector<status_document> members) {
   return out;
 }
 
-std::string render_callback(const request_record& r, std::string_view url) {
+std::string render_callback(const request_record& r, std::string_view url, std::string_view processor_domain) {
   std::string body;
   json_object_writer(body)
       .string("controller_id", r.workspace)
@@ -75,7 +99,7 @@ std::string render_callback(const request_record& r, std::string_view url) {
       .string("subject_request_id", r.subject_request_id)
       .string("request_status", to_string(r.status))
       .string_or_null("results_url", r.results_url)
-      .null("extensions")
+      .raw("extensions", render_extensions(r, processor_domain))
       .string("api_version", api_version)
       .string_or_null("group_id", r.group_id)
       .close();

@@ -11,6 +11,26 @@ constexpr std::size_t max_component_size = 1 + max_inline_component;
 // The callback due key is the longest: table, time, a ref of two components, two index bytes.
 constexpr std::size_t max_ref_size = 2 * max_component_size;
 static_assert(1 + time_size + max_ref_size + 2 <= storage::max_key_size, "every key must fit");
+static_assert(1 + time_size + 1 + max_ref_size + 8 <= storage::max_key_size, "every key must fit");
+
+void append_u64(std::string& key, std::uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) key += static_cast<char>((v >> shift) & 0xFF);
+}
+
+std::uint64_t read_u64(std::string_view bytes) noexcept {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[i]);
+  return v;
+}
+
+// The size of the two-component reference (a request's or an output's) at the front of
+// `encoded`, or 0 if it is malformed.
+std::size_t ref_size(std::string_view encoded) noexcept {
+  const std::size_t first = component_size(encoded);
+  if (first == 0) return 0;
+  const std::size_t second = component_size(encoded.substr(first));
+  return second == 0 ? 0 : first + second;
+}
 
 }  // namespace
 
@@ -41,10 +61,67 @@ std::string request_ref(std::string_view workspace, std::string_view id) {
 }
 
 bool is_request_ref(std::string_view ref) noexcept {
-  const std::size_t first = component_size(ref);
-  if (first == 0) return false;
-  const std::size_t second = component_size(ref.substr(first));
-  return second != 0 && first + second == ref.size();
+  const std::size_t size = ref_size(ref);
+  return size != 0 && size == ref.size();
+}
+
+std::string output_ref(std::string_view workspace, std::string_view name) { return request_ref(workspace, name); }
+
+std::string output_key(std::string_view output_ref) { return prefix(table::output).append(output_ref); }
+
+std::string forward_queue_prefix(std::string_view output_ref) { return prefix(table::forward_queued).append(output_ref); }
+
+std::string forward_batches_prefix(std::string_view output_ref) { return prefix(table::forward_batch).append(output_ref); }
+
+std::string forward_queued_key(std::string_view output_ref, std::uint64_t seq) {
+  std::string key = forward_queue_prefix(output_ref);
+  append_u64(key, seq);
+  return key;
+}
+
+std::string forward_batch_key(std::string_view output_ref, std::uint64_t seq) {
+  std::string key = forward_batches_prefix(output_ref);
+  append_u64(key, seq);
+  return key;
+}
+
+std::string outputs_prefix(std::string_view workspace) {
+  std::string key = prefix(table::output);
+  append_component(key, workspace);
+  return key;
+}
+
+std::string forward_due_key(timestamp due, forward_due_kind kind, std::string_view output_ref,
+                            std::optional<std::uint64_t> seq) {
+  std::string key = prefix(table::forward_due);
+  append_time(key, due);
+  key += static_cast<char>(kind);
+  key += output_ref;
+  if (seq) append_u64(key, *seq);
+  return key;
+}
+
+std::optional<forward_due_parts> parse_forward_due_key(std::string_view key) noexcept {
+  if (key.size() < 1 + time_size + 1 || key[0] != static_cast<char>(table::forward_due)) return std::nullopt;
+  const auto kind = static_cast<forward_due_kind>(key[1 + time_size]);
+  const std::string_view tail = key.substr(2 + time_size);
+  const std::size_t ref = ref_size(tail);
+  if (ref == 0) return std::nullopt;
+  forward_due_parts parts{read_time(key.substr(1)), kind, tail.substr(0, ref), std::nullopt};
+  if (kind == forward_due_kind::queue && tail.size() == ref) return parts;
+  if (kind == forward_due_kind::batch && tail.size() == ref + 8) {
+    parts.seq = read_u64(tail.substr(ref));
+    return parts;
+  }
+  return std::nullopt;
+}
+
+std::optional<forward_batch_parts> parse_forward_batch_key(std::string_view key) noexcept {
+  if (key.empty() || key[0] != static_cast<char>(table::forward_batch)) return std::nullopt;
+  const std::string_view tail = key.substr(1);
+  const std::size_t ref = ref_size(tail);
+  if (ref == 0 || tail.size() != ref + 8) return std::nullopt;
+  return forward_batch_parts{tail.substr(0, ref), read_u64(tail.substr(ref))};
 }
 
 std::string schema_key() { return prefix(table::meta) + "schema"; }

@@ -37,6 +37,12 @@ enum class table : char {
   fulfilment_due = 'k',  // k due(8) ref                      -> "" (next attempt, or lease expiry)
   results = 'x',         // x token                           -> expires(8) ref of the request it names
   results_expiry = 'y',  // y expires(8) token                -> "" until the package is deleted
+  // Distribution (outbox/forwards.hpp). An output_ref is component(workspace) component(name).
+  output = 'u',          // u output_ref                      -> the output (configuration and queue state)
+  forward_queued = 'j',  // j output_ref seq(8)               -> a forward waiting for its batch
+  forward_batch = 'v',   // v output_ref seq(8)               -> a batch (claimed, retrying or dead)
+  forward_due = 'a',     // a due(8) kind(1) output_ref [seq(8)] -> "" (a queue's batch window; a
+                         //                                      batch's attempt or lease expiry)
   // Schema 1's outbox (o due(8) ref history_index url_index -> url, body): engine::open moves it
   // to the three tables above; a schema-2 store holds none.
   outbox_v1 = 'o',
@@ -54,9 +60,10 @@ enum class table : char {
 };
 
 // The version of the key schema and value formats, stored under schema_key(). engine::open
-// upgrades a store of version 1 (outbox_v1) or 2 (before fulfilment tasks) in place; any other
-// version is refused.
-inline constexpr char schema_version = 3;
+// upgrades a store of version 1 (outbox_v1), 2 (before fulfilment tasks) or 3 (before
+// distribution) in place; any other version is refused.
+inline constexpr char schema_version = 4;
+inline constexpr char schema_version_3 = 3;
 inline constexpr char schema_version_2 = 2;
 inline constexpr char schema_version_1 = 1;
 
@@ -129,6 +136,33 @@ struct callback_due_parts {
   callback_position at;
 };
 std::optional<callback_due_parts> parse_callback_due_key(std::string_view key) noexcept;
+
+// An output's reference: the suffix of its output, queue, batch and due keys.
+std::string output_ref(std::string_view workspace, std::string_view name);
+std::string output_key(std::string_view output_ref);
+std::string forward_queued_key(std::string_view output_ref, std::uint64_t seq);
+std::string forward_batch_key(std::string_view output_ref, std::uint64_t seq);
+// Every queued forward, or every batch, of one output, in seq order (scan prefixes).
+std::string forward_queue_prefix(std::string_view output_ref);
+std::string forward_batches_prefix(std::string_view output_ref);
+// The outputs of one workspace (a scan prefix).
+std::string outputs_prefix(std::string_view workspace);
+enum class forward_due_kind : char { queue = 'Q', batch = 'B' };
+// REQUIRES: seq present iff kind == batch.
+std::string forward_due_key(timestamp due, forward_due_kind kind, std::string_view output_ref,
+                            std::optional<std::uint64_t> seq);
+struct forward_due_parts {
+  timestamp due;
+  forward_due_kind kind;
+  std::string_view output_ref;
+  std::optional<std::uint64_t> seq;
+};
+std::optional<forward_due_parts> parse_forward_due_key(std::string_view key) noexcept;
+struct forward_batch_parts {
+  std::string_view output_ref;
+  std::uint64_t seq;
+};
+std::optional<forward_batch_parts> parse_forward_batch_key(std::string_view key) noexcept;
 
 // Split a fulfilment_due or results_expiry key (the views point into `key`); nullopt iff it is
 // not one.

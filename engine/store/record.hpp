@@ -3,9 +3,12 @@
 // Encoding (format 1): format byte, type, status, flags (bit 0: group_id, bit 1: results_url),
 // received, processing_start, expected_completion and status_time as zigzag varints of
 // microseconds, then length-prefixed workspace, id, [group_id], [results_url], the 32-byte
-// conflict digest, the callback URL count and URLs, and the exact body bytes.
+// conflict digest, the callback URL count and URLs, and the exact body bytes; then, when flag bit
+// 2 is set (the request was forwarded to outputs), the callback sequence and the distribution
+// entries (count; each: domain, name, status, flag, [message]).
 #pragma once
 
+#include <opendsr/distribution.hpp>
 #include <opendsr/request.hpp>
 #include <opendsr/request_status.hpp>
 #include <opendsr/result.hpp>
@@ -38,6 +41,12 @@ struct request_record {
   sha256_digest conflict_digest{};         // SHA-256 of canonical_key(request)
   std::vector<std::string> callback_urls;  // status_callback_urls, in order
   std::string body;                        // the exact POST body bytes
+  // One entry per output the request was forwarded to (an erasure admitted while its workspace
+  // had active outputs), in name order; empty otherwise, and then it never gains any.
+  std::vector<distribution_entry> distribution;
+  // With distribution entries, callbacks are numbered in the order they are queued (a status
+  // change, or a change of an entry): the history index of the latest. Unused without.
+  std::uint8_t callback_seq = 0;
 
   friend bool operator==(const request_record&, const request_record&) = default;
 };

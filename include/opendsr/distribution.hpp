@@ -104,10 +104,10 @@ struct output_definition {
 
 // A change to an output; what is nullopt stays. Any change closes an open circuit.
 struct output_change {
-  std::optional<bool> active;
-  std::optional<std::map<std::string, std::string>> settings;
-  std::optional<std::map<std::string, std::string>> credentials;
-  std::optional<std::optional<std::string>> endpoint;
+  std::optional<bool> active = std::nullopt;
+  std::optional<std::map<std::string, std::string>> settings = std::nullopt;
+  std::optional<std::map<std::string, std::string>> credentials = std::nullopt;
+  std::optional<std::optional<std::string>> endpoint = std::nullopt;
 };
 
 // An output as listed: credentials masked (never returned).

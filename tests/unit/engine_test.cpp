@@ -831,7 +831,7 @@ TEST_F(EngineTest, ForeignSchemaAndDamagedRecordsAreStorageCorrupt) {
   EXPECT_FALSE(testing::store_problems(store_).empty());
   {
     auto txn = store_.begin_write().value();
-    ASSERT_TRUE(txn->put(detail::keys::schema_key(), "\x04"));  // a future schema
+    ASSERT_TRUE(txn->put(detail::keys::schema_key(), "\x05"));  // a future schema
     ASSERT_TRUE(txn->commit());
   }
   EXPECT_EQ(engine::open(store_, testing::test_options()).error().code(), errc::storage_corrupt);
