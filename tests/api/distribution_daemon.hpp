@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -294,6 +295,27 @@ inline blueshift_delete blueshift_body(const std::string& body) {
   if (auto* c = o->if_contains("customer_id"); c && c->is_string()) out.customer_id = std::string(c->as_string());
   if (auto* e = o->if_contains("email"); e && e->is_string()) out.email = std::string(e->as_string());
   return out;
+}
+
+// A sample of opendsrd's /metrics: the line "name value" (no labels); -1 if absent.
+inline double metric(const daemon_client& api, std::string_view name) {
+  auto m = api.get("/metrics", nullptr);
+  const std::string marker = "\n" + std::string(name) + " ";
+  auto at = m.body.find(marker);
+  return at == std::string::npos ? -1 : std::stod(m.body.substr(at + marker.size()));
+}
+
+// Partner attempts whose outcome opendsrd recorded: each recorded attempt counts once, as sent,
+// retried, split, failed, or stale (its lease lost).
+inline double recorded_forward_outcomes(const daemon_client& api) {
+  double sum = 0;
+  for (const char* name : {"opendsr_forward_batches_sent_total", "opendsr_forward_retries_total", "opendsr_forward_splits_total",
+                           "opendsr_forward_batches_failed_total", "opendsr_forward_stale_outcomes_total"}) {
+    const double v = metric(api, name);
+    if (v < 0) ADD_FAILURE() << name << " is not in /metrics";
+    sum += std::max(v, 0.0);
+  }
+  return sum;
 }
 
 inline std::string header_of(const received_request& r, std::string_view name) {

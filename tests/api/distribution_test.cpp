@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -69,11 +71,12 @@ class Distribution : public ::testing::Test {
 
   // Starts opendsrd (test mode, no demo workspace, no rate limit: the tests poll). Its clock
   // starts at fulfilment_test_start, a Monday evening.
-  void start(std::vector<std::string> flags = {}) {
+  void start(std::vector<std::string> flags = {}, std::string at = fulfilment_test_start) {
     flags.insert(flags.begin(), {"--no-demo", "--calls-per-minute", "0"});
-    daemon_ = std::make_unique<fulfilment_daemon>(data_, flags);
+    daemon_ = std::make_unique<fulfilment_daemon>(data_, flags, at);
     ASSERT_TRUE(daemon_->ready()) << daemon_->process().stdout_text() << daemon_->process().log();
     outputs_ = std::make_unique<outputs_client>(daemon_->port(), demo_);
+    received_at_start_ = kochava_->count() + blueshift_->count();  // the daemon's counters start at 0
   }
   // Both outputs, each at its fake.
   void start_with_both_outputs(std::vector<std::string> flags = {}) {
@@ -101,9 +104,26 @@ class Distribution : public ::testing::Test {
     return submit({.type = "erasure", .identities = std::move(identities)});
   }
 
-  // Moves the daemon's clock by `seconds` (due work runs; the route answers once the dispatchers
-  // are idle).
-  void tick(std::uint64_t seconds) { daemon_->advance(seconds); }
+  // Moves the daemon's clock by `seconds` and settles: due work runs (the route answers once the
+  // due partner batches are claimed and their requests started), then a bounded wait until no
+  // batch is in flight and every request the fakes received has its outcome recorded. The clock
+  // must not move while a send is unrecorded: a jump past its lease would send it again.
+  void tick(std::uint64_t seconds) {
+    daemon_->advance(seconds);
+    settle();
+  }
+  void settle() {
+    const auto api = daemon_->api();
+    const bool settled = eventually(
+        [&] {
+          return metric(api, "opendsr_forwards_in_flight") == 0 &&
+                 recorded_forward_outcomes(api) ==
+                     static_cast<double>(kochava_->count() + blueshift_->count() - received_at_start_);
+        },
+        15s);
+    EXPECT_TRUE(settled) << "in flight " << metric(api, "opendsr_forwards_in_flight") << ", recorded "
+                         << recorded_forward_outcomes(api) << ", received " << kochava_->count() + blueshift_->count();
+  }
 
   daemon_client api() const { return daemon_->api(); }
   std::vector<entry_view> entries(const std::string& id) {
@@ -123,7 +143,15 @@ class Distribution : public ::testing::Test {
   std::unique_ptr<outputs_client> outputs_;
   std::unique_ptr<fake_partner> kochava_, blueshift_;
   std::uint64_t serial_ = 0;
+  std::size_t received_at_start_ = 0;
 };
+
+// Every request a fake received: target and body, one a line (for failure messages).
+std::string sent_bodies(const fake_partner& p) {
+  std::string out;
+  for (const auto& r : p.requests()) out += "\n#" + std::to_string(r.sequence) + " " + r.method + " " + r.target + " " + r.body;
+  return out;
+}
 
 // A profile line of the subject store (docs/import.md).
 std::string profile_line(int mpid, const std::vector<std::pair<std::string, std::string>>& identities) {
@@ -242,6 +270,66 @@ TEST_F(Distribution, AnMpidForwardsItsProfilesIdentities) {
   EXPECT_EQ(status(id, "blueshift-main"), "sent");
 }
 
+// The opendsr tool manages outputs through the running daemon: credentials go in (one from the
+// environment), come back masked, and are never printed; an inactive output takes no new erasure.
+TEST_F(Distribution, TheToolAddsListsDeactivatesAndRemovesOutputsShowingCredentialsMasked) {
+  ASSERT_FALSE(env_path("OPENDSR").empty()) << "OPENDSR must name the opendsr binary";
+  ASSERT_NO_FATAL_FAILURE(start());
+  const std::string tool = env_path("OPENDSR") + " output";
+  const std::string daemon = " --url http://127.0.0.1:" + std::to_string(daemon_->port()) + " --api-key " + demo_.api_key +
+                             " --api-secret " + demo_.secret;
+  const std::string cli_kochava_key = "cli-kochava-key-0a1b2c3d", cli_blueshift_key = "cli-blueshift-key-9z8y7x6w";
+  auto [add_k, add_k_out] = run(tool + " add kochava-cli" + daemon + " --partner kochava --set account_id=1234 --set app_id=5678" +
+                                " --credential api_key=" + cli_kochava_key + " --endpoint " + kochava_->url() + " 2>&1");
+  ASSERT_EQ(add_k, 0) << add_k_out;
+  auto [add_b, add_b_out] = run("CLI_BLUESHIFT_KEY=" + cli_blueshift_key + " " + tool + " add blueshift-cli" + daemon +
+                                " --partner blueshift --set region=us --set mode=delete --credential user_api_key=@env:CLI_BLUESHIFT_KEY" +
+                                " --endpoint " + blueshift_->url() + " 2>&1");
+  ASSERT_EQ(add_b, 0) << add_b_out;
+  auto [listed, list_out] = run(tool + " list" + daemon + " 2>&1");
+  ASSERT_EQ(listed, 0) << list_out;
+  for (const auto& out : {add_k_out, add_b_out, list_out}) {
+    EXPECT_EQ(out.find(cli_kochava_key), std::string::npos) << out;
+    EXPECT_EQ(out.find(cli_blueshift_key), std::string::npos) << out;
+    EXPECT_EQ(out.find(demo_.secret), std::string::npos) << out;
+  }
+  EXPECT_NE(list_out.find("kochava-cli"), std::string::npos) << list_out;
+  EXPECT_NE(list_out.find("blueshift-cli"), std::string::npos) << list_out;
+  EXPECT_NE(list_out.find("****" + cli_kochava_key.substr(cli_kochava_key.size() - 4)), std::string::npos) << list_out;
+  EXPECT_NE(list_out.find("****" + cli_blueshift_key.substr(cli_blueshift_key.size() - 4)), std::string::npos) << list_out;
+  // The route shows the same masks.
+  EXPECT_EQ(outputs_->named("kochava-cli").at("credentials"),
+            json::value(json::object{{"api_key", "****" + cli_kochava_key.substr(cli_kochava_key.size() - 4)}}));
+
+  // Deactivated, Blueshift takes no new erasure (it has no entry); Kochava still does.
+  auto [off, off_out] = run(tool + " deactivate blueshift-cli" + daemon + " 2>&1");
+  ASSERT_EQ(off, 0) << off_out;
+  const std::string while_off = erasure({{"email", "cli-off@example.com"}, {"ios_advertising_id", idfa(33)}});
+  {
+    auto e = entries(while_off);
+    EXPECT_FALSE(entry_named(e, "blueshift-cli")) << describe(e);
+    EXPECT_TRUE(entry_named(e, "kochava-cli")) << describe(e);
+  }
+  auto [on, on_out] = run(tool + " activate blueshift-cli" + daemon + " 2>&1");
+  ASSERT_EQ(on, 0) << on_out;
+  const std::string while_on = erasure({{"email", "cli-on@example.com"}});
+  tick(1);
+  ASSERT_TRUE(blueshift_->wait_for(1));
+  EXPECT_TRUE(reaches(while_on, "blueshift-cli", "sent")) << describe(entries(while_on));
+  EXPECT_EQ(header_of(blueshift_->requests()[0], "Authorization"), blueshift_authorization(cli_blueshift_key));
+  EXPECT_EQ(blueshift_body(blueshift_->requests()[0].body).email, "cli-on@example.com");
+  EXPECT_EQ(blueshift_->count(), 1u) << "the erasure made while it was inactive was forwarded";
+
+  auto [removed, removed_out] = run(tool + " remove blueshift-cli" + daemon + " 2>&1");
+  ASSERT_EQ(removed, 0) << removed_out;
+  auto [listed_after, after_out] = run(tool + " list" + daemon + " 2>&1");
+  ASSERT_EQ(listed_after, 0) << after_out;
+  EXPECT_EQ(after_out.find("blueshift-cli"), std::string::npos) << after_out;
+  EXPECT_NE(after_out.find("kochava-cli"), std::string::npos) << after_out;
+  EXPECT_EQ(daemon_->process().log().find(cli_kochava_key), std::string::npos);
+  EXPECT_EQ(daemon_->process().log().find(cli_blueshift_key), std::string::npos);
+}
+
 TEST_F(Distribution, TenThousandQueuedIdsFlushOneKochavaBatchAndFewerFlushAfterAnHour) {
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_NO_FATAL_FAILURE(add(kochava_output("kochava-bulk", kochava_->url())));
@@ -322,6 +410,13 @@ TEST_F(Distribution, ACredentialFailureFailsThatOutputAndOpensItsCircuitWhileThe
     ASSERT_TRUE(reason && reason->is_string()) << json::serialize(b);
     EXPECT_NE(std::string(reason->as_string()).find("401"), std::string::npos) << json::serialize(b);
     EXPECT_FALSE(outputs_->circuit_open("kochava-main"));
+    EXPECT_EQ(b.at("dead_batches"), json::value(1)) << json::serialize(b);
+    // And in /metrics.
+    const std::string metrics = api().get("/metrics", nullptr).body;
+    EXPECT_NE(metrics.find(R"(opendsr_forward_output_circuit_open{workspace="demo",output="blueshift-main"} 1)"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find(R"(opendsr_forward_output_circuit_open{workspace="demo",output="kochava-main"} 0)"), std::string::npos)
+        << metrics;
   }
 
   // Kochava goes on.
@@ -343,6 +438,8 @@ TEST_F(Distribution, ACredentialFailureFailsThatOutputAndOpensItsCircuitWhileThe
   ASSERT_EQ(patched.status, 200) << patched.body;
   EXPECT_EQ(patched.body.find(right_key), std::string::npos) << "the credential is returned: " << patched.body;
   EXPECT_FALSE(outputs_->circuit_open("blueshift-main"));
+  EXPECT_NE(api().get("/metrics", nullptr).body.find(R"(opendsr_forward_output_circuit_open{workspace="demo",output="blueshift-main"} 0)"),
+            std::string::npos);
   tick(1);
   ASSERT_TRUE(blueshift_->wait_for(2)) << daemon_->process().log();
   EXPECT_TRUE(reaches(second, "blueshift-main", "sent")) << describe(entries(second));
@@ -354,6 +451,49 @@ TEST_F(Distribution, ACredentialFailureFailsThatOutputAndOpensItsCircuitWhileThe
   EXPECT_EQ(status(first, "blueshift-main"), "failed");
   EXPECT_EQ(daemon_->process().log().find(wrong_key), std::string::npos);
   EXPECT_EQ(daemon_->process().log().find(right_key), std::string::npos);
+}
+
+// A dead batch (a 401) is listed by opendsr forwards dead and, once the output's configuration
+// is fixed, re-driven by opendsr forwards redrive on the stopped daemon's store: its request goes
+// back to pending and is sent.
+TEST_F(Distribution, ADeadBatchIsListedAndRedrivenByTheTool) {
+  blueshift_->set_standing(partner_answer(403, R"({"message":"Permission denied"})"));
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(add(blueshift_output("blueshift-main", blueshift_->url(), "blueshift-stale-aa11bb22cc33")));
+  const std::string id = erasure({{"email", "redrive-me@example.com"}});
+  tick(1);
+  ASSERT_TRUE(blueshift_->wait_for(1));
+  ASSERT_EQ(status(id, "blueshift-main"), "failed") << describe(entries(id));
+  EXPECT_TRUE(outputs_->circuit_open("blueshift-main"));
+  blueshift_->set_standing(blueshift_ok());
+  ASSERT_EQ(outputs_->update("blueshift-main", R"({"credentials":{"user_api_key":"blueshift-fresh-dd44ee55ff66"}})").status, 200);
+  const std::string now = daemon_->advance(0);
+  ASSERT_FALSE(now.empty());
+  EXPECT_EQ(status(id, "blueshift-main"), "failed") << "re-driven without being asked";
+  ASSERT_EQ(daemon_->process().stop(SIGTERM), 0) << daemon_->process().log();
+
+  const std::string tool = env_path("OPENDSR") + " forwards";
+  const std::string store = " --data-dir " + data_.string();
+  auto [listed, dead] = run(tool + " dead" + store + " 2>&1");
+  ASSERT_EQ(listed, 0) << dead;
+  EXPECT_NE(dead.find("blueshift-main"), std::string::npos) << dead;
+  EXPECT_NE(dead.find(id), std::string::npos) << dead;
+  EXPECT_NE(dead.find("403"), std::string::npos) << dead;
+  EXPECT_EQ(dead.find("redrive-me@example.com"), std::string::npos) << dead;
+  EXPECT_EQ(dead.find("blueshift-stale-aa11bb22cc33"), std::string::npos) << dead;
+  // Due at the daemon's (test) time.
+  auto [redriven, redrive_out] = run(tool + " redrive" + store + " --workspace demo --output blueshift-main --at " + now + " 2>&1");
+  ASSERT_EQ(redriven, 0) << redrive_out;
+  EXPECT_NE(redrive_out.find("requeued 1 "), std::string::npos) << redrive_out;
+
+  ASSERT_NO_FATAL_FAILURE(start({}, now));
+  EXPECT_EQ(status(id, "blueshift-main"), "pending");
+  tick(1);
+  ASSERT_TRUE(blueshift_->wait_for(2)) << daemon_->process().log();
+  EXPECT_TRUE(reaches(id, "blueshift-main", "sent")) << describe(entries(id));
+  EXPECT_EQ(header_of(blueshift_->requests()[1], "Authorization"), blueshift_authorization("blueshift-fresh-dd44ee55ff66"));
+  EXPECT_EQ(blueshift_body(blueshift_->requests()[1].body).email, "redrive-me@example.com");
+  EXPECT_EQ(outputs_->named("blueshift-main").at("dead_batches"), json::value(0));
 }
 
 TEST_F(Distribution, ARequestWithNoSupportedIdentityIsSkippedWithAMessage) {
@@ -455,7 +595,7 @@ TEST_F(Distribution, ACancelLeavesSentEntriesSentAndQueuedForwardsStillGoOut) {
   EXPECT_EQ(daemon_->status_of(late, demo_), "cancelled");
   tick(7200);
   EXPECT_EQ(kochava_->count(), 2u);
-  EXPECT_EQ(blueshift_->count(), 2u);
+  EXPECT_EQ(blueshift_->count(), 2u) << sent_bodies(*blueshift_);
 }
 
 TEST_F(Distribution, CallbacksCarryTheSameExtensionsAsGet) {
@@ -465,13 +605,20 @@ TEST_F(Distribution, CallbacksCarryTheSameExtensionsAsGet) {
   const std::string url = (*receiver)->url("/cb");
   const std::string id = submit({.identities = {{"controller_customer_id", "cust-callback-1"}, {"ios_advertising_id", idfa(71)}},
                                  .callback_urls = {url}});
+  // Callbacks are flushed at the next whole minute; a delivery leaves the queue once recorded,
+  // and the clock moves on only then (a jump past its lease would send it again).
+  const auto callbacks_flushed = [&] {
+    tick(60);
+    EXPECT_TRUE(eventually([&] { return metric(api(), "opendsr_callbacks_queued") == 0; }, 10s))
+        << metric(api(), "opendsr_callbacks_queued");
+  };
   tick(1);  // Blueshift: sent
   ASSERT_TRUE(reaches(id, "blueshift-main", "sent"));
-  tick(60);  // the callbacks flush (test mode: every minute)
+  callbacks_flushed();
   ASSERT_TRUE((*receiver)->wait_for(1, 10s));
   tick(3600);  // Kochava: sent
   ASSERT_TRUE(reaches(id, "kochava-main", "sent"));
-  tick(60);
+  callbacks_flushed();
 
   const json::value doc = status_document(api(), id, demo_);
   const json::value& extensions = doc.as_object().at("extensions");
