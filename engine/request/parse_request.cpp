@@ -24,7 +24,7 @@ namespace json = boost::json;
 // The identity limit of [MP] ("up to 50 identities in a single request") can never be reached
 // by a valid body: identity types are dictionary keys, each type may appear once, so a valid
 // request holds at most identity_type_count identities. Anything more breaks the unknown-type
-// or duplicate-key rule first.
+// or one-identity-per-type rule first.
 constexpr std::size_t max_identities = 50;
 static_assert(identity_type_count <= max_identities);
 
@@ -268,18 +268,29 @@ class request_handler {
     // An unknown key is not echoed: a misplaced identity value could sit in it.
     if (!t) return fail(errc::invalid_request, identities_path() + ": unknown identity type (see GET /v3/discovery)");
     identity_type_ = *t;
-    if (is_extension_only(*t) != in_extension_)
+    // Distribution rule 5 of seed 004 (a type both at top level and in the extension): a standard
+    // type is refused in the extension whether or not it is also at the top level, so the rule
+    // holds without waiting for the other object, which may come later in the body.
+    if (in_extension_ && !is_extension_only(*t))
       return fail(errc::invalid_request,
-                  identity_path() + (in_extension_ ? ": only allowed in the top-level subject_identities"
-                                                   : ": only allowed in extensions." + options_.processor_domain +
-                                                         ".subject_identities"));
+                  "The same identity type may not be provided in both subject_identities and the extensions; '" +
+                      std::string(key) + "' belongs in subject_identities only. " + please_check(key));
+    if (!in_extension_ && is_extension_only(*t))
+      return fail(errc::invalid_request,
+                  identity_path() + ": only allowed in extensions." + options_.processor_domain + ".subject_identities");
+    // Distribution rules 1 to 3: one identity per type. Types are the keys of their object, and
+    // the two objects hold disjoint types, so a repeated key (or both spellings of
+    // roku_publisher_id) is the only way to give a type twice.
     const auto type_bit = std::uint32_t{1} << static_cast<unsigned>(*t);
     const bool alias_spelling = key != opendsr_name(*t);  // only roku_publishing_id
     if (identity_types_seen_ & type_bit) {
+      if (*t == identity_type::mpid)
+        return fail(errc::invalid_request, "Only one mpid per request is allowed. " + please_check(key));
       if (*t == identity_type::roku_publisher_id && alias_spelling != roku_alias_seen_)
-        return fail(errc::invalid_request, identity_path() +
-                                               ": given twice (roku_publishing_id is an alias of roku_publisher_id)");
-      return fail(errc::invalid_json, identities_path() + ": duplicate key \"" + std::string(key) + "\"");
+        return fail(errc::invalid_request,
+                    "Only one identity of each type per request is allowed, and roku_publishing_id is an alias of "
+                    "roku_publisher_id. Please check 'roku_publisher_id' and 'roku_publishing_id' in subject_identities.");
+      return fail(errc::invalid_request, "Only one identity of each type per request is allowed. " + please_check(key));
     }
     identity_types_seen_ |= type_bit;
     roku_alias_seen_ = roku_alias_seen_ || alias_spelling;
@@ -406,6 +417,12 @@ class request_handler {
 
   std::string identities_path() const {
     return in_extension_ ? "extensions." + options_.processor_domain + ".subject_identities" : "subject_identities";
+  }
+
+  // The closing sentence of the distribution rules' messages, in the style of seed 004's example
+  // ("Please check the 'mpids' collection in the extensions."). `key` is a known type name.
+  std::string please_check(std::string_view key) const {
+    return "Please check '" + std::string(key) + "' in " + identities_path() + ".";
   }
 
   std::string identity_path() const { return identities_path() + "." + std::string(opendsr_name(identity_type_)); }

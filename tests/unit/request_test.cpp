@@ -219,17 +219,7 @@ constexpr std::string_view email = R"("email":{"value":"SECRET-1","encoding":"ra
 
 std::string body_with(std::string_view more) { return "{" + std::string(fixed_fields) + "," + std::string(more) + "}"; }
 
-TEST(ParseRequest, DuplicateKeyInSubjectIdentities) {
-  EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{)" + std::string(email) + "," + std::string(email) + "}")),
-                       errc::invalid_json, "subject_identities: duplicate key \"email\""));
-}
-
-TEST(ParseRequest, DuplicateKeyInExtensionIdentities) {
-  const std::string other = R"("other":{"value":"SECRET-2","encoding":"raw"})";
-  EXPECT_TRUE(rejected(parse(body_with(R"("extensions":{"opendsr.mparticle.com":{"subject_identities":{)" + other + "," +
-                                       other + "}}}")),
-                       errc::invalid_json, domain_path + ".subject_identities: duplicate key \"other\""));
-}
+// A repeated identity type key is not a JSON rule but distribution rule 2 or 3 (below).
 
 TEST(ParseRequest, DuplicateKeyInsideAnIdentity) {
   EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{"email":{"value":"SECRET-a","value":"SECRET-b","encoding":"raw"}})")),
@@ -418,19 +408,7 @@ TEST(ParseRequest, ExtensionOnlyTypeAtTopLevelIsRejected) {
   EXPECT_TRUE(invalid(parse(b), "subject_identities.mpid: only allowed in " + domain_path + ".subject_identities"));
 }
 
-TEST(ParseRequest, StandardTypeInTheExtensionIsRejected) {
-  EXPECT_TRUE(invalid(parse(with_extension_identities({{"email", raw("SECRET")}})),
-                      domain_path + ".subject_identities.email: only allowed in the top-level subject_identities"));
-}
-
-TEST(ParseRequest, SameTypeAtTopLevelAndInTheExtensionIsRejected) {
-  // Distribution rule 5. A standard type in the extension is refused whether or not it is also
-  // at the top level, so the rule holds for every type.
-  json::object b = minimal();
-  b["extensions"] = json::object{
-      {"opendsr.mparticle.com", json::object{{"subject_identities", json::object{{"email", raw("SECRET")}}}}}};
-  EXPECT_TRUE(invalid(parse(b), domain_path + ".subject_identities.email: only allowed in the top-level subject_identities"));
-}
+// A standard type in the extension is distribution rule 5 (below).
 
 TEST(ParseRequest, RokuPublishingIdIsAnAliasOfRokuPublisherId) {
   json::object b = minimal();
@@ -439,19 +417,22 @@ TEST(ParseRequest, RokuPublishingIdIsAnAliasOfRokuPublisherId) {
   EXPECT_EQ(parse(b)->identities.at(0).type, identity_type::roku_publisher_id);
   for (auto [first, second] : {std::pair{"roku_publishing_id", "roku_publisher_id"},
                                std::pair{"roku_publisher_id", "roku_publishing_id"}}) {
+    // Distribution rule 2: both spellings give the type twice.
     EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{")" + std::string(first) +
                                         R"(":{"value":"SECRET-1","encoding":"raw"},")" + second +
                                         R"(":{"value":"SECRET-2","encoding":"raw"}})")),
-                        "subject_identities.roku_publisher_id: given twice (roku_publishing_id is an alias of roku_publisher_id)"));
+                        "Only one identity of each type per request is allowed, and roku_publishing_id is an alias of "
+                        "roku_publisher_id. Please check 'roku_publisher_id' and 'roku_publishing_id' in subject_identities."));
   }
-  EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{"roku_publishing_id":{"value":"SECRET-1","encoding":"raw"},)"
-                                       R"("email":{"value":"SECRET-3","encoding":"raw"},)"
-                                       R"("roku_publishing_id":{"value":"SECRET-2","encoding":"raw"}})")),
-                       errc::invalid_json, "subject_identities: duplicate key \"roku_publishing_id\""));
-  // Once the alias was used, a repeated key of another type is still a plain duplicate key.
-  EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{"roku_publishing_id":{"value":"SECRET-1","encoding":"raw"},)" +
-                                       std::string(email) + "," + std::string(email) + "}")),
-                       errc::invalid_json, "subject_identities: duplicate key \"email\""));
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{"roku_publishing_id":{"value":"SECRET-1","encoding":"raw"},)"
+                                      R"("email":{"value":"SECRET-3","encoding":"raw"},)"
+                                      R"("roku_publishing_id":{"value":"SECRET-2","encoding":"raw"}})")),
+                      "Only one identity of each type per request is allowed. "
+                      "Please check 'roku_publishing_id' in subject_identities."));
+  // Once the alias was used, a repeated key of another type is still rule 2 for that type.
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{"roku_publishing_id":{"value":"SECRET-1","encoding":"raw"},)" +
+                                      std::string(email) + "," + std::string(email) + "}")),
+                      "Only one identity of each type per request is allowed. Please check 'email' in subject_identities."));
 }
 
 TEST(ParseRequest, AtLeastOneIdentity) {
@@ -468,11 +449,11 @@ TEST(ParseRequest, AtLeastOneIdentity) {
 
 TEST(ParseRequest, FiftyIdentityLimitIsReachedOnlyThroughBrokenRules) {
   // Keys are identity types and each may appear once, so 51 entries always break the unknown-type
-  // or duplicate-key rule first; the parser never builds more than 25 identities.
+  // or one-identity-per-type rule first; the parser never builds more than 25 identities.
   std::string ids;
   for (int i = 0; i < 51; ++i) ids += (i ? "," : "") + std::string(R"("email":{"value":"SECRET","encoding":"raw"})");
-  EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{)" + ids + "}")), errc::invalid_json,
-                       "subject_identities: duplicate key \"email\""));
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{)" + ids + "}")),
+                      "Only one identity of each type per request is allowed. Please check 'email' in subject_identities."));
 }
 
 TEST(ParseRequest, MpidIsASigned64BitInteger) {
@@ -489,7 +470,69 @@ TEST(ParseRequest, MpidIsASigned64BitInteger) {
                       domain_path + ".subject_identities.mpid.value: must be a non-empty string"));
 }
 
-TEST(ParseRequest, MpidMustBeTheOnlyIdentity) {
+// --- the five distribution rules of seed 004 ---------------------------------------------------
+// Seed 004 enforces them only when distribution is enabled; v3's dictionary shape makes them hold
+// for every valid body, so they are enforced for every request (docs/protocol.md, "Decisions").
+// Each is invalid_request (400 InvalidOperationException) with a message naming the rule.
+
+// `n` identities of `type` as members of a subject_identities object, each with its own valid
+// value (an mpid's is a number, the others hold the secret).
+std::string repeated(std::string_view type, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const std::string value = type == "mpid" ? std::to_string(42 + i) : "SECRET-" + std::to_string(i);
+    out += (i ? ",\"" : "\"") + std::string(type) + R"(":{"value":")" + value + R"(","encoding":"raw"})";
+  }
+  return out;
+}
+
+std::string in_extension(std::string_view members, std::string_view domain = "opendsr.mparticle.com") {
+  return R"("extensions":{")" + std::string(domain) + R"(":{"subject_identities":{)" + std::string(members) + "}}}";
+}
+
+TEST(ParseRequest, DistributionRule1OnlyOneMpid) {
+  const std::string message =
+      "Only one mpid per request is allowed. Please check 'mpid' in " + domain_path + ".subject_identities.";
+  EXPECT_TRUE(invalid(parse(body_with(in_extension(repeated("mpid", 2)))), message));
+  EXPECT_TRUE(invalid(parse(body_with(in_extension(repeated("mpid", 3)))), message));
+  // Reported at the second key, so before rule 4, which waits for the whole body.
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{)" + std::string(email) + "}," +
+                                      in_extension(repeated("mpid", 2)))),
+                      message));
+  // The message names the configured processor domain.
+  parse_options options;
+  options.processor_domain = "opendsr.example.com";
+  EXPECT_TRUE(invalid(parse(body_with(in_extension(repeated("mpid", 2), "opendsr.example.com")), options),
+                      "Only one mpid per request is allowed. Please check 'mpid' in "
+                      "extensions.opendsr.example.com.subject_identities."));
+  // In another processor's extension the mpids are not ours: only the JSON rules apply there.
+  EXPECT_TRUE(rejected(parse(body_with(R"("subject_identities":{)" + std::string(email) + "}," +
+                                       in_extension(repeated("mpid", 2), "opendsr.example.com"))),
+                       errc::invalid_json, "extensions (in another processor's extension): duplicate key"));
+}
+
+TEST(ParseRequest, DistributionRule2OneIdentityOfEachTypeInSubjectIdentities) {
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{)" + std::string(email) + "," + std::string(email) + "}")),
+                      "Only one identity of each type per request is allowed. Please check 'email' in subject_identities."));
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{)" + repeated("ios_advertising_id", 2) + "}")),
+                      "Only one identity of each type per request is allowed. Please check 'ios_advertising_id' in subject_identities."));
+  // The top level is read first here, so its repetition is reported before the extension's.
+  EXPECT_TRUE(invalid(parse(body_with(R"("subject_identities":{)" + repeated("email", 2) + "}," +
+                                      in_extension(repeated("mpid", 2)))),
+                      "Only one identity of each type per request is allowed. Please check 'email' in subject_identities."));
+}
+
+TEST(ParseRequest, DistributionRule3OneIdentityOfEachTypeInTheExtension) {
+  EXPECT_TRUE(invalid(parse(body_with(in_extension(repeated("other", 2)))),
+                      "Only one identity of each type per request is allowed. Please check 'other' in " + domain_path +
+                          ".subject_identities."));
+  EXPECT_TRUE(invalid(parse(body_with(in_extension(repeated("other", 1) + "," + repeated("mobile_number", 2)))),
+                      "Only one identity of each type per request is allowed. Please check 'mobile_number' in " +
+                          domain_path + ".subject_identities."));
+}
+
+TEST(ParseRequest, DistributionRule4MpidMustBeTheOnlyIdentity) {
+  // Exactly [MP]'s own text (seed 000).
   const std::string message = "If an MPID is provided, it must be the only identity in the request.";
   json::object b = minimal();
   b["extensions"] =
@@ -498,6 +541,28 @@ TEST(ParseRequest, MpidMustBeTheOnlyIdentity) {
   EXPECT_TRUE(invalid(parse(with_extension_identities({{"mpid", raw("42")}, {"other", raw("SECRET")}})), message));
   EXPECT_TRUE(invalid(parse(with_extension_identities({{"other", raw("SECRET")}, {"mpid", raw("42")}})), message));
   EXPECT_TRUE(accepted(parse(with_extension_identities({{"mpid", raw("42")}}))));
+}
+
+TEST(ParseRequest, DistributionRule5SameTypeNotAlsoInTheExtension) {
+  const std::string message = "The same identity type may not be provided in both subject_identities and the extensions; "
+                              "'email' belongs in subject_identities only. Please check 'email' in " +
+                              domain_path + ".subject_identities.";
+  // Also at the top level, before or after the extension in the body.
+  json::object b = minimal();
+  b["extensions"] = json::object{
+      {"opendsr.mparticle.com", json::object{{"subject_identities", json::object{{"email", raw("SECRET")}}}}}};
+  EXPECT_TRUE(invalid(parse(b), message));
+  EXPECT_TRUE(invalid(parse(body_with(in_extension(email) + R"(,"subject_identities":{)" + std::string(email) + "}")),
+                      message));
+  // A standard type in the extension is refused whether or not it is also at the top level, so
+  // the rule holds for every type without waiting for the other object.
+  EXPECT_TRUE(invalid(parse(with_extension_identities({{"email", raw("SECRET")}})), message));
+  EXPECT_TRUE(invalid(parse(with_extension_identities({{"other", raw("o")}, {"controller_customer_id", raw("SECRET")}})),
+                      "The same identity type may not be provided in both subject_identities and the extensions; "
+                      "'controller_customer_id' belongs in subject_identities only. Please check 'controller_customer_id' in " +
+                          domain_path + ".subject_identities."));
+  // Reported at the key, so before rule 4 (an mpid with another identity).
+  EXPECT_TRUE(invalid(parse(with_extension_identities({{"mpid", raw("42")}, {"email", raw("SECRET")}})), message));
 }
 
 // --- optional fields --------------------------------------------------------------------------
