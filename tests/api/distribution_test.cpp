@@ -1,10 +1,11 @@
 // Black-box tests of distribution (issue 10): the built opendsrd in --test-mode forwards erasures
 // to fake Kochava and Blueshift servers on loopback (tests/support/fake_partner.hpp), real HTTP
-// both ways. Outputs are managed over /v3/outputs (and once with the opendsr tool); what the fakes
+// both ways. Outputs are managed over /v3/outputs and with the opendsr tool; what the fakes
 // received is parsed back and compared with what the request and the subject's profile hold, and
 // the distribution_status entries are read from GET /v3/requests/{id}, the group listing and the
-// callbacks. Time passes only when a test moves the daemon's clock (POST /admin/clock answers once
-// the dispatchers are idle); every other wait is a bounded poll.
+// callbacks. Time passes only when a test moves the daemon's clock. POST /admin/clock answers once
+// the due batches are claimed and their requests started, so each move is followed by a bounded
+// wait until their outcomes are recorded (Distribution::tick); every other wait is a bounded poll.
 #include "distribution_daemon.hpp"
 
 #include "../support/loopback_receiver.hpp"
@@ -716,6 +717,46 @@ TEST_F(Distribution, ABlueshift500IsRetriedAfterTheBackoffThenSent) {
   ASSERT_TRUE(blueshift_->wait_for(2)) << daemon_->process().log();
   EXPECT_TRUE(reaches(id, "blueshift-main", "sent")) << describe(entries(id));
   EXPECT_EQ(blueshift_body(blueshift_->requests()[1].body).email, "retry-500@example.com");
+}
+
+// A partner that never answers: the attempt times out (--callback-timeout-ms bounds a partner
+// request too), is recorded as a retry, and the erasure is sent on the next attempt.
+TEST_F(Distribution, AHangingPartnerTimesOutAndTheErasureIsSentOnTheRetry) {
+  blueshift_->then(scripted_response::never());
+  ASSERT_NO_FATAL_FAILURE(start({"--callback-timeout-ms", "300"}));
+  ASSERT_NO_FATAL_FAILURE(add(blueshift_output("blueshift-main", blueshift_->url())));
+  const std::string id = erasure({{"email", "hang-once@example.com"}});
+  tick(1);  // settles once the timeout (300 ms of real time) is recorded
+  ASSERT_EQ(blueshift_->held(), 1u);
+  EXPECT_EQ(status(id, "blueshift-main"), "pending");
+  EXPECT_FALSE(outputs_->circuit_open("blueshift-main"));
+  tick(3);  // past the first backoff, [1 s, 2 s]
+  ASSERT_TRUE(blueshift_->wait_for(2)) << daemon_->process().log();
+  EXPECT_TRUE(reaches(id, "blueshift-main", "sent")) << describe(entries(id));
+  EXPECT_EQ(blueshift_->requests()[1].body, blueshift_->requests()[0].body);
+}
+
+// Blueshift's 404 (no such customer, or not yet written) is retried a few times, then the
+// erasure counts as sent, saying so.
+TEST_F(Distribution, ABlueshift404IsRetriedThenSentAsNoMatchingCustomer) {
+  blueshift_->set_standing(partner_answer(404, R"({"message":"resource not found"})"));
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_NO_FATAL_FAILURE(add(blueshift_output("blueshift-main", blueshift_->url())));
+  const std::string id = erasure({{"email", "nobody-at-blueshift@example.com"}});
+  tick(1);
+  ASSERT_TRUE(blueshift_->wait_for(1));
+  EXPECT_EQ(status(id, "blueshift-main"), "pending") << "a first 404 is retried";
+  // Each step passes the longest backoff so far (attempt n waits at most 2 s * 2^(n-1)).
+  for (int step = 0; step < 12 && status(id, "blueshift-main") == "pending"; ++step) tick(std::min(900, 2 << step) + 1);
+  ASSERT_EQ(status(id, "blueshift-main"), "sent") << describe(entries(id));
+  auto e = entry_named(entries(id), "blueshift-main");
+  ASSERT_TRUE(e && e->message) << describe(entries(id));
+  EXPECT_NE(e->message->find("no matching customer"), std::string::npos) << *e->message;
+  EXPECT_GE(blueshift_->count(), 2u);
+  const std::size_t attempts = blueshift_->count();
+  tick(3600);
+  EXPECT_EQ(blueshift_->count(), attempts) << "sent, yet sent again";
+  EXPECT_FALSE(outputs_->circuit_open("blueshift-main"));
 }
 
 }  // namespace
