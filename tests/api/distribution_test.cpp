@@ -253,6 +253,32 @@ TEST_F(Distribution, EnrichmentSendsBlueshiftTheCustomerIdAndEmailAndKochavaOnly
   EXPECT_EQ(listed.find(blueshift_key), std::string::npos) << listed;
 }
 
+// Where the request and its profile disagree on a type, the request's value is forwarded and the
+// profile's is not (partners.md §1: the request wins); types only the profile has are added.
+TEST_F(Distribution, TheRequestWinsOverItsProfileOnConflict) {
+  ASSERT_NO_FATAL_FAILURE(start_with_both_outputs());
+  const std::string stored_idfa = "11111111-AAAA-4000-8000-000000000001", given_idfa = "22222222-BBBB-4000-8000-000000000002";
+  const std::string stored_adid = "33333333-cccc-4000-8000-000000000003";
+  ASSERT_NO_FATAL_FAILURE(import(profile_line(960, {{"controller_customer_id", "cust-conflict-960"},
+                                                    {"email", "old-address-960@example.com"},
+                                                    {"ios_advertising_id", stored_idfa},
+                                                    {"android_advertising_id", stored_adid}})));
+  const std::string id = erasure({{"controller_customer_id", "cust-conflict-960"},
+                                  {"email", "new-address-960@example.com"},
+                                  {"ios_advertising_id", given_idfa}});
+  tick(1);
+  ASSERT_TRUE(blueshift_->wait_for(1));
+  auto sent = blueshift_body(blueshift_->requests()[0].body);
+  EXPECT_EQ(sent.customer_id, "cust-conflict-960");
+  EXPECT_EQ(sent.email, "new-address-960@example.com") << blueshift_->requests()[0].body;
+  EXPECT_EQ(blueshift_->requests()[0].body.find("old-address"), std::string::npos) << blueshift_->requests()[0].body;
+  tick(3600);
+  ASSERT_TRUE(kochava_->wait_for(1));
+  auto ids = device_ids(kochava_->requests()[0].body);
+  EXPECT_EQ(id_set(ids.begin(), ids.end()), (id_set{{"idfa", given_idfa}, {"adid", stored_adid}})) << kochava_->requests()[0].body;
+  EXPECT_TRUE(reaches(id, "kochava-main", "sent")) << describe(entries(id));
+}
+
 TEST_F(Distribution, AnMpidForwardsItsProfilesIdentities) {
   ASSERT_NO_FATAL_FAILURE(start_with_both_outputs());
   const std::string email = "mpid-subject-77aa@example.com", ios = "AB12CD34-0000-4000-8000-0000000077AA";
