@@ -44,6 +44,14 @@ constexpr std::string_view usage_text =
     "  import --url http://HOST:PORT --api-key K --api-secret S [FILE.jsonl | -]\n"
     "                          the same through a running opendsrd (POST /v3/subject-data), into\n"
     "                          the workspace of the API key; opendsrd stays up\n"
+    "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
+    "  csr --key FILE --domain DOMAIN [--out FILE]\n"
+    "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
+    "  verify --cert FILE --signature BASE64 --body FILE\n"
+    "                          check an X-OpenDSR-Signature over a body as a controller does\n"
+    "                          (exit 0 and \"Verified OK\", or exit 1)\n"
+    "  verify-callback ...     check signed status callbacks as a controller does, one saved or as\n"
+    "                          they arrive (OpenSSL builds; opendsr verify-callback --help)\n\n"
     "Outputs, through a running opendsrd (--url --api-key --api-secret: the key's workspace;\n"
     "docs/distribution.md):\n"
     "  output add NAME --partner P [--set KEY=VALUE ...] [--credential KEY=VALUE ...]\n"
@@ -57,14 +65,7 @@ constexpr std::string_view usage_text =
     "  output remove NAME      remove an output; its forwards not yet sent are failed\n"
     "  output activate NAME | output deactivate NAME\n"
     "                          forward new erasures to it again, or stop (queued ones still go)\n"
-    "  key --out FILE          generate an RSA-2048 private key (PKCS#8 PEM, mode 0600)\n"
-    "  csr --key FILE --domain DOMAIN [--out FILE]\n"
-    "                          a certificate signing request for a CA (PEM; stdout without --out)\n"
-    "  verify --cert FILE --signature BASE64 --body FILE\n"
-    "                          check an X-OpenDSR-Signature over a body as a controller does\n"
-    "                          (exit 0 and \"Verified OK\", or exit 1)\n"
-    "  verify-callback ...     check signed status callbacks as a controller does, one saved or as\n"
-    "                          they arrive (OpenSSL builds; opendsr verify-callback --help)\n\nFlags:\n";
+    "\nFlags:\n";
 
 struct config {
   std::string data_dir = "./opendsr-data";

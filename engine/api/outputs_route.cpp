@@ -38,13 +38,12 @@ std::string_view field_name(field f) noexcept {
   return "body";
 }
 
-// A key from the body is quoted only when it looks like a name, so that a value pasted where a
-// key belongs (a credential, say) is never echoed.
+// A key from the body is quoted only when it looks like a setting's name (lowercase letters and
+// '_', as every partner's are), so that a value pasted where a key belongs is never echoed: a
+// credential of letters, digits and dashes looks like a name too broadly drawn.
 bool is_plain_name(std::string_view key) noexcept {
-  return !key.empty() && key.size() <= 64 && std::all_of(key.begin(), key.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  c == '-' || c == '.';
-         });
+  return !key.empty() && key.size() <= 40 &&
+         std::all_of(key.begin(), key.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
 }
 
 std::string shown_key(std::string_view key) {

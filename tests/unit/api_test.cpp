@@ -8,6 +8,7 @@
 
 #include "api/signature_cache.hpp"
 #include "common/base64.hpp"
+#include "../support/api_doubles.hpp"
 #include "../support/engine_fixture.hpp"
 #include "../support/request_bodies.hpp"
 
@@ -23,42 +24,17 @@ namespace opendsr {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::basic;
+using testing::counting_hasher;
 using testing::make_body;
+using testing::recording_signer;
 using testing::seed_body;
 using testing::uuid_v4;
 
 const std::string seed_id = "a7551968-d5d6-44b2-9831-815ac9017798";
 
-// Signs with a readable stand-in and counts the calls.
-class recording_signer final : public signer {
- public:
-  result<std::string> sign(std::string_view bytes) const override {
-    ++calls;
-    return "sig:" + std::to_string(std::hash<std::string_view>{}(bytes));
-  }
-  std::string_view processor_domain() const override { return "opendsr.example.com"; }
-  std::string_view certificate_url() const override { return "https://opendsr.example.com/opendsr_cert.pem"; }
-  std::string_view certificate_pem() const override { return "-----BEGIN CERTIFICATE-----\n...\n"; }
-  mutable std::atomic<int> calls = 0;
-};
-
-// Stores "plain:" + secret and counts the (in production, slow) checks.
-class counting_hasher final : public secret_hasher {
- public:
-  result<std::string> hash(std::string_view secret) const override { return "plain:" + std::string(secret); }
-  result<bool> check(std::string_view secret, std::string_view stored) const override {
-    ++checks;
-    return stored == "plain:" + std::string(secret);
-  }
-  mutable std::atomic<int> checks = 0;
-};
-
 const std::string key_a = "key-a", secret_a = "secret-of-workspace-a";
 const std::string key_b = "key-b", secret_b = "secret-of-workspace-b";
-
-std::string basic(std::string_view key, std::string_view secret) {
-  return "Basic " + detail::base64_encode(std::string(key) + ":" + std::string(secret));
-}
 
 class Api : public ::testing::Test {
  protected:
