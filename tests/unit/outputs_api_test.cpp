@@ -1,8 +1,8 @@
 // The /v3/outputs routes (engine/api/outputs_route.hpp) driven through api::handle, on the memory
-// adapter with a manual clock and a partner kind of the test's own: what each route answers,
-// that a credential's value appears in no response (success or error) while its mask does, the
-// strict body rules with the field named, 404 and 405, the workspace boundary, and that a PATCH
-// closes an output's open circuit.
+// adapter with a manual clock and the pure test partner (tests/support/test_partners.hpp): what
+// each route answers, that a credential's value appears in no response (success or error) while
+// its mask does, the strict body rules with the field named, 404 and 405, the workspace boundary,
+// and that a PATCH closes an output's open circuit.
 #include <opendsr/api.hpp>
 #include <opendsr/memory_storage.hpp>
 
@@ -10,6 +10,7 @@
 #include "../support/api_doubles.hpp"
 #include "../support/engine_fixture.hpp"
 #include "../support/request_bodies.hpp"
+#include "../support/test_partners.hpp"
 
 #include <gtest/gtest.h>
 
@@ -30,49 +31,18 @@ const std::string api_key = "sk-live-0123456789abcdef";      // masked "****cdef
 const std::string new_api_key = "sk-live-fedcba9876543210";  // masked "****3210"
 const std::string short_key = "tiny-secret";                 // under 12: masked "****"
 
-// A partner that takes emails, sends each request at once, and refuses a configuration without
-// credentials.api_key or with a setting other than region.
-class test_partner final : public partner {
- public:
-  std::string_view domain() const noexcept override { return "partner.example.com"; }
-  bool accepts(identity_type t) const noexcept override { return t == identity_type::email; }
-  partner_batching batching() const noexcept override { return {1, std::chrono::microseconds(0)}; }
-  result<http_client_request> build(std::span<const forward_subject>) const override {
-    http_client_request r;
-    r.url = "https://partner.example.com/delete";
-    return r;
-  }
-  forward_verdict classify(const http_client_response& response, unsigned) const override {
-    if (response.status / 100 == 2) return {forward_verdict_kind::sent, {}, {}, {}};
-    return {forward_verdict_kind::failed, {}, "HTTP " + std::to_string(response.status), {}};
-  }
-};
-
-class test_partner_kind final : public partner_kind {
- public:
-  std::string_view name() const noexcept override { return "testpartner"; }
-  std::string_view describe() const noexcept override { return "region: where\napi_key: the key\n"; }
-  result<std::unique_ptr<partner>> configure(const partner_settings& s) const override {
-    for (const auto& [key, value] : s.settings)
-      if (key != "region") return error(errc::invalid_argument, "settings." + key + ": not a setting of testpartner");
-    const auto key = s.credentials.find("api_key");
-    if (key == s.credentials.end() || key->second.empty())
-      return error(errc::invalid_argument, "credentials.api_key: is required");
-    return std::unique_ptr<partner>(std::make_unique<test_partner>());
-  }
-};
-
 engine_options options_with_partner() {
   engine_options o = testing::test_options();
-  o.distribution.partners.push_back(std::make_shared<test_partner_kind>());
+  o.distribution.partners.push_back(
+      std::make_shared<testing::test_kind>("testpartner", "partner.example.com", std::vector{identity_type::email}));
   return o;
 }
 
-// A POST body adding `name` with the given api_key.
+// A POST body adding `name` with the given credential.
 std::string add_body(std::string_view name, std::string_view key = api_key) {
   std::string out = "{\"name\":";
   detail::append_json_string(out, name);
-  out += R"(,"partner":"testpartner","settings":{"region":"eu"},"credentials":{"api_key":)";
+  out += R"(,"partner":"testpartner","settings":{"max_items":"1"},"credentials":{"key":)";
   detail::append_json_string(out, key);
   out += "}}";
   return out;
@@ -148,7 +118,7 @@ TEST_F(OutputsApi, AddsAnOutputAndAnswersItWithCredentialsMasked) {
   expect_signed(r);
   EXPECT_EQ(r.body,
             R"({"name":"Kochava DSR Federation","partner":"testpartner","domain":"partner.example.com","active":true,)"
-            R"("endpoint":null,"settings":{"region":"eu"},"credentials":{"api_key":"****cdef"},"circuit_open":false,)"
+            R"("endpoint":null,"settings":{"max_items":"1"},"credentials":{"key":"****cdef"},"circuit_open":false,)"
             R"("circuit_reason":null,"queued":0,"queued_items":0,"batches":0,"dead_batches":0,"max_items":1,)"
             R"("updated":"2021-11-29T18:16:24Z"})");
 
@@ -162,11 +132,11 @@ TEST_F(OutputsApi, AddsAnOutputAndAnswersItWithCredentialsMasked) {
 TEST_F(OutputsApi, TakesActiveEndpointAndAShortCredentialMaskedWhole) {
   http_response r = call("POST", "/v3/outputs/",
                          R"({"name":"eu","partner":"testpartner","active":false,"endpoint":"https://eu.partner.example.com",)"
-                         R"("credentials":{"api_key":")" + short_key + R"("}})");
+                         R"("credentials":{"key":")" + short_key + R"("}})");
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_NE(r.body.find(R"("active":false,"endpoint":"https://eu.partner.example.com","settings":{},)"), std::string::npos)
       << r.body;
-  EXPECT_NE(r.body.find(R"("credentials":{"api_key":"****"})"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(R"("credentials":{"key":"****"})"), std::string::npos) << r.body;
   expect_no_credential_shown();
 }
 
@@ -184,10 +154,10 @@ TEST_F(OutputsApi, UpdatesByAPercentDecodedNameAndReplacesWholeMaps) {
   ASSERT_EQ(call("POST", "/v3/outputs", add_body("Kochava DSR Federation")).status, 201);
   clock_.advance(std::chrono::minutes(5));
   http_response r = call("PATCH", "/v3/outputs/Kochava%20DSR%20Federation",
-                         R"({"settings":{},"credentials":{"api_key":")" + new_api_key + R"("},"endpoint":"https://eu.partner.example.com:8443"})");
+                         R"({"settings":{},"credentials":{"key":")" + new_api_key + R"("},"endpoint":"https://eu.partner.example.com:8443"})");
   ASSERT_EQ(r.status, 200) << r.body;
   expect_signed(r);
-  EXPECT_NE(r.body.find(R"("endpoint":"https://eu.partner.example.com:8443","settings":{},"credentials":{"api_key":"****3210"})"),
+  EXPECT_NE(r.body.find(R"("endpoint":"https://eu.partner.example.com:8443","settings":{},"credentials":{"key":"****3210"})"),
             std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find(R"("updated":"2021-11-29T18:21:24Z")"), std::string::npos) << r.body;
@@ -195,7 +165,7 @@ TEST_F(OutputsApi, UpdatesByAPercentDecodedNameAndReplacesWholeMaps) {
   r = call("PATCH", "/v3/outputs/Kochava%20DSR%20Federation", R"({"active":false,"endpoint":null})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find(R"("active":false,"endpoint":null,)"), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find(R"("api_key":"****3210")"), std::string::npos) << "credentials left out stay" << r.body;
+  EXPECT_NE(r.body.find(R"("key":"****3210")"), std::string::npos) << "credentials left out stay" << r.body;
   expect_no_credential_shown();
 }
 
@@ -219,7 +189,7 @@ TEST_F(OutputsApi, RefusesAUsedNameWith400) {
 
 // Each broken rule: 400, the field named, the value never quoted.
 TEST_F(OutputsApi, RefusesBodiesBreakingARuleNamingTheField) {
-  const std::string creds = R"("credentials":{"api_key":")" + api_key + R"("})";
+  const std::string creds = R"("credentials":{"key":")" + api_key + R"("})";
   struct bad_body {
     std::string body;
     std::string message;
@@ -239,10 +209,10 @@ TEST_F(OutputsApi, RefusesBodiesBreakingARuleNamingTheField) {
       {R"({"name":"x","partner":"testpartner","settings":[],)" + creds + "}", "settings: must be an object of strings"},
       {R"({"name":"x","partner":"testpartner","settings":{"region":1},)" + creds + "}", "settings.region: must be a string"},
       {R"({"name":"x","partner":"testpartner","settings":{"region":{}},)" + creds + "}", "settings.region: must be a string"},
-      {R"({"name":"x","partner":"testpartner","credentials":{"api_key":null}})", "credentials.api_key: must be a string"},
+      {R"({"name":"x","partner":"testpartner","credentials":{"key":null}})", "credentials.key: must be a string"},
       {R"({"name":"x","name":"y","partner":"testpartner",)" + creds + "}", "name: duplicate key"},
-      {R"({"name":"x","partner":"testpartner","credentials":{"api_key":"a","api_key":")" + api_key + R"("}})",
-       "credentials.api_key: duplicate key"},
+      {R"({"name":"x","partner":"testpartner","credentials":{"key":"a","key":")" + api_key + R"("}})",
+       "credentials.key: duplicate key"},
       {R"({"name":"x","partner":"testpartner","settings":{"region":"a","re\u0067ion":"b"},)" + creds + "}",
        "settings.region: duplicate key"},
       {R"({"name":"x","partner":"testpartner","colour":"red",)" + creds + "}", R"(unknown field \"colour\")"},
@@ -252,9 +222,9 @@ TEST_F(OutputsApi, RefusesBodiesBreakingARuleNamingTheField) {
        "credentials.(a key not shown): must be a string"},
       // The partner's own validation, through the engine.
       {R"({"name":"x","partner":"testpartner","settings":{"colour":"red"},)" + creds + "}",
-       "settings.colour: not a setting of testpartner"},
+       "unknown setting colour"},
       {R"({"name":"x","partner":"testpartner","credentials":{"token":")" + api_key + R"("}})",
-       "credentials.api_key: is required"},
+       "credentials: key is required"},
   };
   for (const bad_body& c : cases) {
     SCOPED_TRACE(c.body);
@@ -269,7 +239,7 @@ TEST_F(OutputsApi, RefusesBodiesBreakingARuleNamingTheField) {
       {R"({"partner":"other"})", "partner: cannot be changed"},
       {R"({"active":1})", "active: must be true or false"},
       {R"({"active":true,"active":false})", "active: duplicate key"},
-      {R"({"credentials":{"api_key":""}})", "credentials.api_key: is required"},
+      {R"({"credentials":{"token":"t"}})", "credentials: key is required"},
   };
   for (const bad_body& c : changes) {
     SCOPED_TRACE(c.body);
@@ -322,7 +292,7 @@ TEST_F(OutputsApi, APatchClosesAnOpenCircuit) {
   EXPECT_NE(open.body.find(R"("dead_batches":1)"), std::string::npos) << open.body;
 
   http_response fixed = call("PATCH", "/v3/outputs/Kochava%20DSR%20Federation",
-                             R"({"credentials":{"api_key":")" + new_api_key + R"("}})");
+                             R"({"credentials":{"key":")" + new_api_key + R"("}})");
   ASSERT_EQ(fixed.status, 200) << fixed.body;
   EXPECT_NE(fixed.body.find(R"("circuit_open":false,"circuit_reason":null)"), std::string::npos) << fixed.body;
   expect_no_credential_shown();
