@@ -6,11 +6,11 @@
 
 #include "../support/engine_fixture.hpp"
 #include "../support/request_bodies.hpp"
+#include "../support/scripted_http_client.hpp"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <deque>
 #include <mutex>
 
 namespace opendsr {
@@ -19,62 +19,8 @@ namespace {
 using namespace std::chrono_literals;
 using testing::at;
 using testing::make_body;
+using testing::scripted_client;
 using testing::uuid_v4;
-
-// Holds every exchange until the test answers it; answers run the completion on the test's
-// thread, never inside send(), then wait until the dispatcher has recorded it (after_answer).
-class scripted_client final : public http_client {
- public:
-  struct exchange {
-    http_client_request request;
-    http_client_completion done;
-  };
-
-  void send(http_client_request request, http_client_completion done) override {
-    std::lock_guard lock(mutex_);
-    waiting_.push_back({std::move(request), std::move(done)});
-    sent_.push_back(waiting_.back().request);
-  }
-
-  std::size_t waiting() {
-    std::lock_guard lock(mutex_);
-    return waiting_.size();
-  }
-
-  // Answers the oldest waiting exchange; returns its request.
-  http_client_request answer(result<http_client_response> r) {
-    exchange x;
-    {
-      std::lock_guard lock(mutex_);
-      EXPECT_FALSE(waiting_.empty());
-      x = std::move(waiting_.front());
-      waiting_.pop_front();
-    }
-    x.done(std::move(r));
-    if (after_answer) after_answer();
-    return x.request;
-  }
-
-  std::function<void()> after_answer;
-  http_client_request answer(int status) { return answer(http_client_response{status, {}, {}}); }
-
-  // Answers every waiting exchange with `status`; returns their requests in order.
-  std::vector<http_client_request> answer_all(int status) {
-    std::vector<http_client_request> out;
-    while (waiting() > 0) out.push_back(answer(status));
-    return out;
-  }
-
-  std::vector<http_client_request> sent() {
-    std::lock_guard lock(mutex_);
-    return sent_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::deque<exchange> waiting_;
-  std::vector<http_client_request> sent_;
-};
 
 // A deterministic stand-in for the RSA signer (the real ones are tested against openssl in
 // openssl_signer_test and through the daemon); counts its calls.
@@ -114,26 +60,7 @@ class DispatcherTest : public ::testing::Test {
 
   void SetUp() override { engine_.emplace(engine::open(store_, options()).value()); }
 
-  // A started dispatcher that, when the test ends (passed or not), fails whatever is still open
-  // so that stopping it does not wait for answers that will never come.
-  struct running {
-    running(DispatcherTest* t, std::unique_ptr<callback_dispatcher> started) : test(t), d(std::move(started)) {}
-    running(running&&) = default;
-    ~running() { reset(); }
-    DispatcherTest* test;
-    std::unique_ptr<callback_dispatcher> d;
-    void reset() {
-      while (d && test->client_.waiting() > 0) test->client_.answer(error(errc::network_error, "test over"));
-      test->client_.after_answer = nullptr;
-      d.reset();
-    }
-    callback_dispatcher* operator->() const { return d.get(); }
-    // Polls and waits until the dispatcher has claimed and sent what was due.
-    void poll() const {
-      d->poll();
-      d->wait_idle();
-    }
-  };
+  using running = testing::running_dispatcher<callback_dispatcher>;
 
   running start(callback_dispatcher_options o = {}) {
     o.on_recorded = [this](const result<callback_record_report>& r) {
@@ -144,9 +71,7 @@ class DispatcherTest : public ::testing::Test {
       totals_.dead_lettered += r->dead_lettered;
       totals_.stale += r->stale;
     };
-    running r{this, callback_dispatcher::start(*engine_, client_, signer_, clock_, std::move(o)).value()};
-    client_.after_answer = [d = r.d.get()] { d->wait_idle(); };
-    return r;
+    return running(client_, callback_dispatcher::start(*engine_, client_, signer_, clock_, std::move(o)).value());
   }
 
   void submit(std::uint64_t n, std::vector<std::string> urls, std::string type = "erasure") {
@@ -156,13 +81,7 @@ class DispatcherTest : public ::testing::Test {
                                 received));
   }
 
-  // Moves the clock to the next due time (if it is later) and polls.
-  void poll_when_due(const running& d) {
-    const auto due = engine_->next_due().value();
-    ASSERT_TRUE(due);
-    clock_.set(std::max(clock_.now(), *due));
-    d.poll();
-  }
+  void poll_when_due(const running& d) { d.poll_when_due(*engine_, clock_); }
 
   void expect_consistent() {
     const auto problems = testing::store_problems(store_);
@@ -368,17 +287,7 @@ TEST_F(DispatcherTest, StopWaitsForAnExchangeInFlight) {
   clock_.set(first_flush);
   d.poll();
   ASSERT_EQ(client_.waiting(), 1u);
-  std::atomic<bool> stopped{false};
-  std::thread stopper([&] {
-    d->stop();
-    stopped = true;
-  });
-  // Bounded readiness poll: stop() must still be waiting while the exchange is open.
-  for (int i = 0; i < 100 && !stopped; ++i) std::this_thread::yield();
-  EXPECT_FALSE(stopped);
-  client_.answer(202);
-  stopper.join();
-  EXPECT_TRUE(stopped);
+  d.stop_while_answering(202);
   EXPECT_EQ(totals_.delivered, 1u);
 }
 
