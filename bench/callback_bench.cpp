@@ -75,15 +75,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,30 +87,16 @@ namespace fs = std::filesystem;
 using bench_clock = std::chrono::steady_clock;
 using bench::die;
 using bench::must;
-using bench::scratch_dir;
+using bench::lean_receiver;
+using bench::median;
+using bench::pin_to;
+using bench::pinning;
+using bench::process_cpu;
+using bench::store_kind;
+using bench::store_under_test;
 
 constexpr const char* domain = "opendsr.example.com";
 const timestamp received = parse_rfc3339("2021-11-29T18:16:24.556805Z").value();
-
-bool pinning() {
-  const char* pin = std::getenv("OPENDSR_BENCH_PIN");
-  return !(pin && std::string(pin) == "0") && std::thread::hardware_concurrency() >= 2;
-}
-
-void pin_to(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity: " + std::string(std::strerror(errno)));
-}
-
-// User + system CPU of the whole process, in seconds.
-double process_cpu() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
-  return s(u.ru_utime) + s(u.ru_stime);
-}
 
 // ---- The signing identity: an RSA-2048 key and a self-signed certificate, made with OpenSSL ----
 
@@ -185,207 +164,7 @@ class recording_signer final : public signer_wrapper {
   mutable std::vector<std::string> signed_;
 };
 
-// ---- The far end: a lean HTTP/1.1 receiver ----
-
-// One thread, epoll, 127.0.0.1:0. Answers every whole request (header, then Content-Length bytes
-// of body) with "202 Accepted", empty body, keeping the connection open. Counts the requests and
-// knows its thread's CPU time. Chunked requests are not supported (the client sends
-// Content-Length).
-class lean_receiver {
- public:
-  explicit lean_receiver(int cpu) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (listener_ < 0) die("socket: " + std::string(std::strerror(errno)));
-    int one = 1;
-    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("bind: " + std::string(std::strerror(errno)));
-    if (::listen(listener_, 1024) != 0) die("listen: " + std::string(std::strerror(errno)));
-    socklen_t len = sizeof a;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    wake_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
-    add(listener_, EPOLLIN);
-    add(wake_, EPOLLIN);
-    thread_ = std::thread([this, cpu] {
-      if (cpu >= 0) pin_to(cpu);
-      run();
-    });
-    clockid_t id;
-    if (pthread_getcpuclockid(thread_.native_handle(), &id) != 0) die("pthread_getcpuclockid failed");
-    cpu_clock_ = id;
-  }
-
-  ~lean_receiver() {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
-    thread_.join();
-    for (auto& [fd, c] : connections_) ::close(fd);
-    ::close(epoll_);
-    ::close(wake_);
-    ::close(listener_);
-  }
-  lean_receiver(const lean_receiver&) = delete;
-  lean_receiver& operator=(const lean_receiver&) = delete;
-
-  std::uint16_t port() const noexcept { return port_; }
-  std::uint64_t requests() const noexcept { return requests_.load(); }
-
-  // The receiver thread's CPU time so far, in seconds.
-  double cpu() const {
-    timespec t{};
-    clock_gettime(cpu_clock_, &t);
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-  }
-
- private:
-  struct connection {
-    std::string in;
-    std::size_t consumed = 0;
-    std::string out;
-  };
-
-  static constexpr std::string_view response = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
-
-  void add(int fd, std::uint32_t events) {
-    epoll_event e{};
-    e.events = events;
-    e.data.fd = fd;
-    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &e) != 0) die("epoll_ctl: " + std::string(std::strerror(errno)));
-  }
-
-  void close_connection(int fd) {
-    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
-    ::close(fd);
-    connections_.erase(fd);
-  }
-
-  void run() {
-    epoll_event events[64];
-    char buf[16384];
-    for (;;) {
-      const int n = ::epoll_wait(epoll_, events, 64, -1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) die("epoll_wait: " + std::string(std::strerror(errno)));
-      for (int i = 0; i < n; ++i) {
-        const int fd = events[i].data.fd;
-        if (fd == wake_) return;
-        if (fd == listener_) {
-          for (;;) {
-            const int c = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (c < 0) break;
-            int one = 1;
-            ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            connections_[c];
-            add(c, EPOLLIN | EPOLLRDHUP);
-          }
-          continue;
-        }
-        auto it = connections_.find(fd);
-        if (it == connections_.end()) continue;
-        connection& c = it->second;
-        bool closed = (events[i].events & (EPOLLERR | EPOLLHUP)) != 0;
-        for (;;) {
-          const ssize_t got = ::read(fd, buf, sizeof buf);
-          if (got > 0) {
-            c.in.append(buf, static_cast<std::size_t>(got));
-            continue;
-          }
-          if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) closed = true;
-          if (got < 0 && errno == EINTR) continue;
-          break;
-        }
-        answer_whole_requests(c);
-        if (!c.out.empty()) {
-          const ssize_t put = ::write(fd, c.out.data(), c.out.size());
-          // 202s are tiny and the socket buffer empty: a short write means the peer is gone.
-          if (put != static_cast<ssize_t>(c.out.size())) closed = true;
-          c.out.clear();
-        }
-        if (closed) close_connection(fd);
-      }
-    }
-  }
-
-  void answer_whole_requests(connection& c) {
-    for (;;) {
-      const std::string_view in = std::string_view(c.in).substr(c.consumed);
-      const std::size_t end = in.find("\r\n\r\n");
-      if (end == std::string_view::npos) break;
-      const std::size_t length = content_length(in.substr(0, end + 2));
-      if (in.size() < end + 4 + length) break;
-      c.consumed += end + 4 + length;
-      c.out += response;
-      requests_.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (c.consumed == c.in.size()) {
-      c.in.clear();
-      c.consumed = 0;
-    }
-  }
-
-  // The Content-Length of a header block ("...\r\n" lines), 0 if absent.
-  static std::size_t content_length(std::string_view header) {
-    constexpr std::string_view name = "content-length:";
-    for (std::size_t at = header.find("\r\n"); at != std::string_view::npos; at = header.find("\r\n", at + 2)) {
-      const std::string_view line = header.substr(at + 2, header.find("\r\n", at + 2) - (at + 2));
-      if (line.size() < name.size()) continue;
-      bool match = true;
-      for (std::size_t i = 0; i < name.size() && match; ++i)
-        match = static_cast<char>(std::tolower(static_cast<unsigned char>(line[i]))) == name[i];
-      if (!match) continue;
-      std::size_t v = 0;
-      for (char ch : line.substr(name.size()))
-        if (ch >= '0' && ch <= '9') v = v * 10 + static_cast<std::size_t>(ch - '0');
-      return v;
-    }
-    return 0;
-  }
-
-  int listener_ = -1, wake_ = -1, epoll_ = -1;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-  clockid_t cpu_clock_{};
-  std::atomic<std::uint64_t> requests_{0};
-  std::unordered_map<int, connection> connections_;  // the receiver thread's only
-};
-
 // ---- The store under test ----
-
-enum class store_kind { memory, lmdb_durable };
-
-// Counts the write transactions begun (claims and records, in a round).
-class counting_storage final : public storage_wrapper {
- public:
-  using storage_wrapper::storage_wrapper;
-  std::atomic<std::size_t> writes{0};
-  result<std::unique_ptr<write_transaction>> begin_write() override {
-    writes.fetch_add(1, std::memory_order_relaxed);
-    return storage_wrapper::begin_write();
-  }
-};
-
-struct store_under_test {
-  explicit store_under_test(store_kind kind) {
-    if (kind == store_kind::memory) {
-      store = std::make_unique<memory_storage>();
-    } else {
-      dir.emplace("callback");
-      lmdb_options o;
-      o.path = dir->path();
-      o.sync = sync_mode::durable;
-      store = must(lmdb_storage::open(o), "opening the LMDB store");
-    }
-    counted = std::make_unique<counting_storage>(*store);
-  }
-  std::optional<scratch_dir> dir;
-  std::unique_ptr<storage> store;
-  std::unique_ptr<counting_storage> counted;
-};
 
 // Optional (OPENDSR_BENCH_KEEP_AWAKE=1): a SCHED_IDLE spinner per CPU, which runs only when
 // nothing else wants the CPU. On this project's virtual machines an idle vCPU sees an I/O
@@ -481,11 +260,6 @@ environment& env() {
   return e;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 void BM_callbacks(benchmark::State& state, store_kind kind, std::size_t client_threads, std::size_t max_in_flight,
                   std::size_t claim_batch, std::size_t per_round) {
   environment& x = env();
@@ -502,7 +276,7 @@ void BM_callbacks(benchmark::State& state, store_kind kind, std::size_t client_t
 
   for (auto _ : state) {
     // Setup, outside the round's time: a fresh store and engine holding per_round requests.
-    store_under_test s(kind);
+    store_under_test s(kind, "callback");
     engine e = must(engine::open(*s.counted, options), "opening the engine");
     manual_clock clock(received);
     {
@@ -638,7 +412,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   // Before any thread starts: the floor, the first poll() and the client's I/O thread run on
   // CPU 0; the receiver pins itself to CPU 1.
-  if (opendsr::pinning()) opendsr::pin_to(0);
+  if (opendsr::bench::pinning()) opendsr::bench::pin_to(0);
   opendsr::bench::warn_if_tmpfs();
   opendsr::register_all();
   const opendsr::cpu_keeper awake;
