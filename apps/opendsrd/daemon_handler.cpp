@@ -98,12 +98,14 @@ http_response daemon_handler::on_error(const error& e) {
 }
 
 http_response daemon_handler::metrics_response() const {
-  std::optional<callback_queue_stats> queue;
+  engine_view view;
   if (engine* e = engine_.load()) {
-    if (auto q = e->callback_queue()) queue = *q;
+    if (auto q = e->callback_queue()) view.callbacks = *q;
+    if (auto q = e->forward_queue()) view.forwards = *q;
+    if (auto o = e->outputs()) view.outputs = std::move(*o);
   }
-  const timestamp now = options_.engine_clock ? options_.engine_clock->now() : timestamp{};
-  http_response r{200, {}, metrics_.render(connections_ ? connections_() : 0, queue, now)};
+  view.now = options_.engine_clock ? options_.engine_clock->now() : timestamp{};
+  http_response r{200, {}, metrics_.render(connections_ ? connections_() : 0, view)};
   r.headers.set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
   r.headers.set("Cache-Control", "no-store");
   return r;

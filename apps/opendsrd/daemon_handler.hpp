@@ -33,8 +33,8 @@ struct daemon_handler_options {
   manual_clock* test_clock = nullptr;
   // Called after each created request (201), so the tick timer can be re-armed.
   std::function<void()> on_created;
-  // Test mode: called after the admin route moved the clock and ticked, so the callback
-  // dispatcher sends what is now due.
+  // Test mode: called after the admin route moved the clock and ticked, so the dispatchers send
+  // what is now due.
   std::function<void()> on_clock_moved;
   // The clock the engine runs on (the test clock in test mode); /metrics reports ages by it.
   const clock* engine_clock = nullptr;

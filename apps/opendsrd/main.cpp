@@ -13,6 +13,7 @@
 #include <opendsr/callback_dispatcher.hpp>
 #include <opendsr/data_fulfilment.hpp>
 #include <opendsr/engine.hpp>
+#include <opendsr/forward_dispatcher.hpp>
 #include <opendsr/fulfilment_runner.hpp>
 #include <opendsr/group_commit.hpp>
 #include <opendsr/http_server.hpp>
@@ -21,6 +22,12 @@
 #include <opendsr/subject_data.hpp>
 #if OPENDSR_HAVE_OPENSSL
 #include <opendsr/openssl_signer.hpp>
+#endif
+#if OPENDSR_HAVE_KOCHAVA
+#include <opendsr/kochava.hpp>
+#endif
+#if OPENDSR_HAVE_BLUESHIFT
+#include <opendsr/blueshift.hpp>
 #endif
 
 #include <boost/asio/io_context.hpp>
@@ -78,6 +85,7 @@ struct config {
   std::uint64_t callback_max_attempts = 20;
   std::uint64_t callback_max_age_hours = 72;
   std::uint64_t callback_max_in_flight = 256;
+  std::uint64_t forward_max_in_flight = 32;
   std::string deliver_to = "any";
   bool callback_allow_http = false;
   bool callback_allow_private = false;
@@ -117,15 +125,16 @@ void add_flags(flag_set& f, config& c) {
   f.add("new-requests-per-day", "N", "New requests per workspace per UTC day (0: unlimited)", c.new_requests_per_day, 0, 1'000'000'000);
   f.add("max-commit-batch", "N", "Most POSTs committed in one write transaction (group commit)", c.max_commit_batch, 1, 100'000);
   f.add("callback-flush-seconds", "S", "Callbacks are queued for the next multiple of this interval (test mode: 60 unless set)", c.callback_flush_seconds, 1, 86'400);
-  f.add("callback-timeout-ms", "MS", "Time one callback delivery may take, connection and TLS included; longer is a failed attempt", c.callback_timeout_ms, 100, 600'000);
+  f.add("callback-timeout-ms", "MS", "Time one callback delivery, or one partner request of a forward, may take, connection and TLS included; longer is a failed attempt", c.callback_timeout_ms, 100, 600'000);
   f.add("callback-max-attempts", "N", "Attempts before a callback is dead-lettered (see opendsr callbacks dead)", c.callback_max_attempts, 1, 1000);
   f.add("callback-max-age-hours", "H", "A callback still failing this long after it fell due is dead-lettered", c.callback_max_age_hours, 1, 24 * 365);
   f.add("callback-max-in-flight", "N", "Callbacks being delivered at once", c.callback_max_in_flight, 1, 100'000);
-  f.add("deliver-to", "WHERE", "any: callbacks go to public addresses (https); loopback: only to this machine, other host names are refused without a DNS lookup (demos, tests; the default in test mode)", c.deliver_to);
-  f.add_switch("callback-allow-http", "Allow http:// callback URLs (default: https only; test mode allows http)", c.callback_allow_http);
-  f.add_switch("callback-allow-private", "Allow callbacks to private, link-local and CGNAT addresses (an internal controller)", c.callback_allow_private);
-  f.add("callback-ca-file", "FILE", "Trust these CA certificates (PEM) for https callbacks, besides the system's", c.callback_ca_file);
-  f.add("node-name", "NAME", "This process's name in callback and fulfilment leases; distinct per process when several share a store", c.node_name);
+  f.add("forward-max-in-flight", "N", "Partner batches (erasures forwarded to outputs) being sent at once, at most one per output", c.forward_max_in_flight, 1, 100'000);
+  f.add("deliver-to", "WHERE", "any: callbacks and partner forwards go to public addresses (https); loopback: only to this machine, other host names are refused without a DNS lookup (demos, tests; the default in test mode)", c.deliver_to);
+  f.add_switch("callback-allow-http", "Allow http:// callback URLs and partner endpoints (default: https only; test mode allows http)", c.callback_allow_http);
+  f.add_switch("callback-allow-private", "Allow callbacks and partner endpoints at private, link-local and CGNAT addresses (an internal controller)", c.callback_allow_private);
+  f.add("callback-ca-file", "FILE", "Trust these CA certificates (PEM) for https callbacks and partner endpoints, besides the system's", c.callback_ca_file);
+  f.add("node-name", "NAME", "This process's name in callback, fulfilment and forward leases; distinct per process when several share a store", c.node_name);
   f.add("results-url", "URL", "The base of results links: a package's link is URL followed by its token; opendsrd serves them at its path", c.results_url, "http://HOST:PORT/v3/results/");
   f.add("fulfilment-workers", "N", "Fulfilment jobs (package builds, erasures) run at once", c.fulfilment_workers, 1, 256);
   f.add("max-import-bytes", "N", "Largest POST /v3/subject-data body (JSON Lines); larger is 413", c.max_import_bytes, 1, 1u << 30);
@@ -157,8 +166,8 @@ class ticker {
     const timestamp now = clock_.now();
     // Wake at least hourly, so a wall clock that jumps cannot delay work by more than that.
     timestamp at = std::min(**next, now + std::chrono::microseconds(1h));
-    // What is still due right after a run is callbacks waiting for a free delivery slot: the
-    // dispatcher claims them itself as slots free up. Look again a second after the last run, no
+    // What is still due right after a run is callbacks or partner batches waiting for a free
+    // slot: the dispatchers claim them themselves as slots free up. Look again a second after the last run, no
     // sooner, so that a full dispatcher never turns this timer into a busy loop.
     if (last_run_ && at < *last_run_ + std::chrono::microseconds(1s)) at = *last_run_ + std::chrono::microseconds(1s);
     if (armed_for_ && *armed_for_ <= at) return;
@@ -173,9 +182,10 @@ class ticker {
 
   void stop() { timer_.cancel(); }
 
-  // Due callbacks are sent and due fulfilment tasks run when the timer fires. Set once, before
-  // the first arm().
+  // Due callbacks and partner batches are sent and due fulfilment tasks run when the timer fires.
+  // Set once, before the first arm().
   void set_dispatcher(callback_dispatcher* d) { dispatcher_ = d; }
+  void set_forwarder(forward_dispatcher* f) { forwarder_ = f; }
   void set_runner(fulfilment_runner* r) { runner_ = r; }
   // Runs on the io thread after each run (opendsrd's LMDB scrub). Set once, before the first arm().
   void set_after_run(std::function<void()> f) { after_run_ = std::move(f); }
@@ -187,10 +197,11 @@ class ticker {
     metrics_.record_tick(report ? report->transitions : 0, report.has_value());
     if (!report) return retry(report.error());
     if (report->transitions > 0) log_event("info", "tick", {{"transitions", std::to_string(report->transitions)}});
-    if (dispatcher_) {
-      dispatcher_->poll();
-      dispatcher_->wait_idle();  // claimed what it has room for: the due time arm() reads is past them
-    }
+    if (dispatcher_) dispatcher_->poll();
+    if (forwarder_) forwarder_->poll();
+    // Each claimed what it has room for: the due time arm() reads is past them.
+    if (dispatcher_) dispatcher_->wait_idle();
+    if (forwarder_) forwarder_->wait_idle();
     // Jobs may take minutes: the runner claims what its workers take and re-arms this timer
     // through on_run as each finishes; tasks waiting for a worker are its business, not a reason
     // to fire sooner (arm() waits a second after this run).
@@ -219,6 +230,7 @@ class ticker {
   std::optional<timestamp> last_run_;  // when fire() last ran
   std::atomic<bool> rearm_pending_{false};
   callback_dispatcher* dispatcher_ = nullptr;
+  forward_dispatcher* forwarder_ = nullptr;
   fulfilment_runner* runner_ = nullptr;
   std::function<void()> after_run_;
 };
@@ -266,6 +278,18 @@ result<std::vector<ip_address>> resolve_loopback_only(const std::string& host) {
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
   if (name == "localhost" || name.ends_with(".localhost")) return std::vector{*parse_ip_address("127.0.0.1")};
   return error(errc::destination_refused, "delivery is limited to this machine (--deliver-to loopback): host names other than localhost are not looked up");
+}
+
+// The partner kinds this build has (outputs name them).
+std::vector<std::shared_ptr<const partner_kind>> available_partners() {
+  std::vector<std::shared_ptr<const partner_kind>> kinds;
+#if OPENDSR_HAVE_KOCHAVA
+  kinds.push_back(kochava_partner_kind());
+#endif
+#if OPENDSR_HAVE_BLUESHIFT
+  kinds.push_back(blueshift_partner_kind());
+#endif
+  return kinds;
 }
 
 // The host of a URL, for logs (the path and query may carry tokens).
@@ -406,12 +430,20 @@ int run(config c) {
   // A lease outlasts the longest delivery (its timeout) with room for signing and recording.
   engine_options.callbacks.lease = std::chrono::milliseconds(c.callback_timeout_ms) + std::chrono::seconds(50);
   engine_options.fulfilment.mode = fulfilment_mode::tasks;
+  // Fulfilment and distribution: the subject data beside the engine's tables. Forwarded erasures
+  // are enriched from the same profiles the fulfilment erases.
+  auto subjects = open_subject_store(metered);
+  if (!subjects) return fail("subject data", subjects.error());
+  engine_options.distribution.partners = available_partners();
+  engine_options.distribution.enrich_from = subjects->get();
+  // A lease outlasts two sends (a batch may wait behind the one its output is sending) with room
+  // for recording, and is never shorter than the engine's default.
+  engine_options.distribution.lease =
+      std::max<std::chrono::microseconds>(engine_options.distribution.lease, 2 * std::chrono::milliseconds(c.callback_timeout_ms) + 50s);
   auto engine = engine::open(metered, engine_options);
   if (!engine) return fail("engine", engine.error());
 
-  // Fulfilment: the subject data beside the engine's tables, packages in DIR/results.
-  auto subjects = open_subject_store(metered);
-  if (!subjects) return fail("subject data", subjects.error());
+  // Fulfilment: packages in DIR/results.
   auto packages = results_files_store::open_directory({dir / "results"});
   if (!packages) return fail("results store", packages.error());
   if ((*packages)->partials_removed() > 0)
@@ -438,6 +470,8 @@ int run(config c) {
   auto fulfil = make_data_fulfilment(**subjects, **packages, fulfil_options);
   if (!fulfil) return fail("--results-url", fulfil.error());
 
+  // One client for callbacks and partner forwards: the same outbound policy, --deliver-to,
+  // timeout and CA file apply to both.
   asio_http_client_options client_options;
   client_options.policy = callback_policy;
   client_options.total_timeout = std::chrono::milliseconds(c.callback_timeout_ms);
@@ -492,6 +526,31 @@ int run(config c) {
   timer.set_dispatcher(dispatcher->get());
   meter.set_callbacks_in_flight([d = dispatcher->get()] { return d->in_flight(); });
 
+  forward_dispatcher_options forward_options;
+  forward_options.owner = c.node_name;
+  forward_options.max_in_flight = c.forward_max_in_flight;
+  forward_options.on_attempt = [&meter](const forward_attempt& a) {
+    meter.record_forward_attempt(a.verdict, a.latency);
+    // Never a credential nor an identity: where it went, which attempt, and the partner's answer.
+    if (a.verdict == forward_verdict_kind::sent) return;
+    const std::string_view event = a.verdict == forward_verdict_kind::retry       ? "forward_retry"
+                                   : a.verdict == forward_verdict_kind::too_large ? "forward_split"
+                                                                                  : "forward_failed";
+    log_event("warn", event, {{"workspace", a.workspace}, {"output", a.output}, {"partner", a.partner},
+                              {"attempt", std::to_string(a.attempt)}, {"requests", std::to_string(a.requests)},
+                              {"verdict", forward_verdict_label(a.verdict)}, {"message", a.message}});
+  };
+  forward_options.on_recorded = [&meter, &timer, test_mode = c.test_mode](const result<forward_record_report>& r) {
+    meter.record_forward_outcomes(r);
+    if (!r) log_event("error", "forward_record_failed", {{"message", r.error().message()}});
+    if (!test_mode) timer.request_rearm();
+  };
+  forward_options.on_claim_error = [](const error& e) { log_event("error", "forward_claim_failed", {{"message", e.message()}}); };
+  auto forwarder = forward_dispatcher::start(*engine, **client, now_clock, forward_options);
+  if (!forwarder) return fail("forward dispatcher", forwarder.error());
+  timer.set_forwarder(forwarder->get());
+  meter.set_forwards_in_flight([f = forwarder->get()] { return f->in_flight(); });
+
   // After an erasure the freed LMDB pages still hold what it erased (copy-on-write): zero them.
   // Pages a reader's snapshot may still see are left for the next few ticks (or clock moves),
   // at most three, so that a reader that never ends cannot make every tick read the whole file.
@@ -534,11 +593,13 @@ int run(config c) {
   timer.set_runner(runner->get());
   // Test mode: when the clock moves, the work it makes due is done before the route answers, so a
   // test reads the outcome at once.
-  clock_moved = [&, d = dispatcher->get(), r = runner->get()] {
+  clock_moved = [&, d = dispatcher->get(), f = forwarder->get(), r = runner->get()] {
     r->poll();
     r->wait_idle();
     if (scrubs_owed > 0) scrub();
     d->poll();
+    f->poll();
+    f->wait_idle();  // the partner batches now due are claimed and their requests started
   };
 
   if (!c.test_mode) {
@@ -555,6 +616,7 @@ int run(config c) {
     (*committer)->stop();  // nothing is queued any more; joins the writer
     timer.stop();
     (*runner)->stop();      // the jobs running finish and are recorded
+    (*forwarder)->stop();   // every partner batch in flight answered (at most the timeout) and recorded
     (*dispatcher)->stop();  // every callback in flight answered (at most the timeout) and recorded
     control.stop();
   });

@@ -13,6 +13,18 @@ std::string seconds_text(double s) {
   return buf;
 }
 
+// One metric of one sample: its HELP and TYPE lines, then `name value`.
+void single(std::string& out, std::string_view name, std::string_view type, std::string_view help, std::string_view value) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  out.append(name).append(" ").append(value).append("\n");
+}
+
+std::string age_seconds(const std::optional<timestamp>& oldest_due, timestamp now) {
+  const auto age = oldest_due && *oldest_due < now ? now - *oldest_due : std::chrono::microseconds(0);
+  return std::to_string(std::chrono::duration<double>(age).count());
+}
+
 class metered_write final : public write_transaction_wrapper {
  public:
   metered_write(std::unique_ptr<write_transaction> t, metrics& m) : write_transaction_wrapper(std::move(t)), metrics_(m) {}
@@ -78,8 +90,48 @@ void metrics::record_callback_outcomes(std::size_t dead_lettered, bool ok) {
   if (!ok) callback_record_failures_.fetch_add(1);
 }
 
-std::string metrics::render(std::size_t open_connections, const std::optional<callback_queue_stats>& queue,
-                            timestamp now) const {
+void metrics::record_forward_attempt(forward_verdict_kind verdict, std::chrono::nanoseconds latency) {
+  forward_attempts_[static_cast<std::size_t>(verdict)].fetch_add(1);
+  forward_latency_.observe(latency);
+}
+
+void metrics::record_forward_outcomes(const result<forward_record_report>& r) {
+  if (!r) {
+    forward_record_failures_.fetch_add(1);
+    return;
+  }
+  forward_batches_sent_.fetch_add(r->sent);
+  forward_requests_sent_.fetch_add(r->requests_sent);
+  forward_retries_.fetch_add(r->retried);
+  forward_splits_.fetch_add(r->split);
+  forward_failures_.fetch_add(r->failed);
+  forward_stale_.fetch_add(r->stale);
+}
+
+std::string_view forward_verdict_label(forward_verdict_kind k) {
+  switch (k) {
+    case forward_verdict_kind::sent: return "sent";
+    case forward_verdict_kind::retry: return "retry";
+    case forward_verdict_kind::too_large: return "too_large";
+    case forward_verdict_kind::bad_credentials: return "bad_credentials";
+    case forward_verdict_kind::failed: return "failed";
+  }
+  return "failed";
+}
+
+std::string label_value(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out + '"';
+}
+
+std::string metrics::render(std::size_t open_connections, const engine_view& engine) const {
+  const std::optional<callback_queue_stats>& queue = engine.callbacks;
   std::string out;
   out += "# HELP opendsr_http_requests_total HTTP requests answered, by route, method and status.\n";
   out += "# TYPE opendsr_http_requests_total counter\n";
@@ -129,16 +181,56 @@ std::string metrics::render(std::size_t open_connections, const std::optional<ca
     out += "opendsr_callbacks_queued " + std::to_string(queue->queued) + "\n";
     out += "# HELP opendsr_callbacks_dead Dead-lettered callbacks in the store.\n# TYPE opendsr_callbacks_dead gauge\n";
     out += "opendsr_callbacks_dead " + std::to_string(queue->dead) + "\n";
-    const auto age = queue->oldest_due && *queue->oldest_due < now ? now - *queue->oldest_due : std::chrono::microseconds(0);
     out += "# HELP opendsr_callback_oldest_due_age_seconds How long the earliest callback that is due and not being sent has waited.\n";
     out += "# TYPE opendsr_callback_oldest_due_age_seconds gauge\n";
-    out += "opendsr_callback_oldest_due_age_seconds " + std::to_string(std::chrono::duration<double>(age).count()) + "\n";
+    out += "opendsr_callback_oldest_due_age_seconds " + age_seconds(queue->oldest_due, engine.now) + "\n";
   }
   if (callbacks_in_flight_) {
     out += "# HELP opendsr_callbacks_in_flight Callbacks claimed and being sent now.\n# TYPE opendsr_callbacks_in_flight gauge\n";
     out += "opendsr_callbacks_in_flight " + std::to_string(callbacks_in_flight_()) + "\n";
   }
+  render_forwards(out, engine);
   return out;
+}
+
+void metrics::render_forwards(std::string& out, const engine_view& engine) const {
+  out += "# HELP opendsr_forward_attempts_total Partner batch attempts, by what the partner's answer (or the transport) meant.\n";
+  out += "# TYPE opendsr_forward_attempts_total counter\n";
+  for (std::size_t k = 0; k < forward_attempts_.size(); ++k)
+    out += "opendsr_forward_attempts_total{verdict=\"" + std::string(forward_verdict_label(static_cast<forward_verdict_kind>(k))) + "\"} " +
+           std::to_string(forward_attempts_[k].load()) + "\n";
+  const auto count = [](const std::atomic<std::uint64_t>& n) { return std::to_string(n.load()); };
+  single(out, "opendsr_forward_batches_sent_total", "counter", "Partner batches whose 2xx was recorded.", count(forward_batches_sent_));
+  single(out, "opendsr_forward_requests_sent_total", "counter", "Erasure requests those batches forwarded.", count(forward_requests_sent_));
+  single(out, "opendsr_forward_retries_total", "counter", "Partner batches scheduled again (5xx, 429, timeout, network).", count(forward_retries_));
+  single(out, "opendsr_forward_splits_total", "counter", "Partner batches split in two after a 413.", count(forward_splits_));
+  single(out, "opendsr_forward_batches_failed_total", "counter",
+         "Partner batches that failed for good (bad credentials, refused, retries spent): dead, see opendsr forwards dead.",
+         count(forward_failures_));
+  single(out, "opendsr_forward_stale_outcomes_total", "counter", "Partner outcomes not recorded because their lease was lost.", count(forward_stale_));
+  single(out, "opendsr_forward_record_failures_total", "counter",
+         "Recordings of partner outcomes that failed (those batches are sent again when their lease expires).",
+         count(forward_record_failures_));
+  out += "# HELP opendsr_forward_attempt_seconds Time from sending a partner batch to its answer or failure.\n";
+  out += "# TYPE opendsr_forward_attempt_seconds histogram\n";
+  forward_latency_.render(out, "opendsr_forward_attempt_seconds", "");
+  if (const auto& q = engine.forwards) {
+    single(out, "opendsr_forwards_queued", "gauge", "Forwards waiting for a partner batch.", std::to_string(q->queued));
+    single(out, "opendsr_forward_batches", "gauge", "Partner batches claimed or waiting for a retry.", std::to_string(q->batches));
+    single(out, "opendsr_forward_batches_dead", "gauge", "Dead partner batches in the store.", std::to_string(q->dead_batches));
+    single(out, "opendsr_forward_oldest_due_age_seconds", "gauge",
+           "How long the earliest partner batch that is due and not being sent has waited.", age_seconds(q->oldest_due, engine.now));
+  }
+  if (const auto& outputs = engine.outputs) {
+    out += "# HELP opendsr_forward_output_circuit_open 1 while an output is stopped after its partner refused its credentials.\n";
+    out += "# TYPE opendsr_forward_output_circuit_open gauge\n";
+    for (const output_info& o : *outputs)
+      out += "opendsr_forward_output_circuit_open{workspace=" + label_value(o.workspace) + ",output=" + label_value(o.name) + "} " +
+             (o.circuit_open ? "1" : "0") + "\n";
+  }
+  if (forwards_in_flight_)
+    single(out, "opendsr_forwards_in_flight", "gauge", "Partner batches being sent now (at most one per output).",
+           std::to_string(forwards_in_flight_()));
 }
 
 std::string_view route_label(std::string_view target, std::string_view base_path, std::string_view certificate_path) {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <opendsr/callback_delivery.hpp>
+#include <opendsr/distribution.hpp>
+#include <opendsr/forward_dispatcher.hpp>
 #include <opendsr/storage_wrapper.hpp>
 
 #include <array>
@@ -17,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 namespace opendsr::app {
 
@@ -32,6 +35,14 @@ class latency_histogram {
  private:
   std::array<std::atomic<std::uint64_t>, bounds.size() + 1> counts_{};  // the last one is +Inf
   std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+// What /metrics reads from the engine at each scrape (nullopt: it could not be read).
+struct engine_view {
+  std::optional<callback_queue_stats> callbacks;
+  std::optional<forward_queue_stats> forwards;
+  std::optional<std::vector<output_info>> outputs;
+  timestamp now;  // the engine's time
 };
 
 class metrics {
@@ -54,10 +65,18 @@ class metrics {
   // Where the callbacks being sent now are counted (the dispatcher). Set once, before serving.
   void set_callbacks_in_flight(std::function<std::size_t()> count) { callbacks_in_flight_ = std::move(count); }
 
-  // `queue` is the callback queue now (nullopt if it could not be read), `now` the engine's time.
-  std::string render(std::size_t open_connections, const std::optional<callback_queue_stats>& queue, timestamp now) const;
+  // One partner batch attempt completed (forward_dispatcher_options::on_attempt).
+  void record_forward_attempt(forward_verdict_kind verdict, std::chrono::nanoseconds latency);
+  // Forward outcomes recorded, or the recording failed (the batches are then sent again).
+  void record_forward_outcomes(const result<forward_record_report>& report);
+  // Where the partner batches being sent now are counted (the forward dispatcher). Set once,
+  // before serving.
+  void set_forwards_in_flight(std::function<std::size_t()> count) { forwards_in_flight_ = std::move(count); }
+
+  std::string render(std::size_t open_connections, const engine_view& engine) const;
 
  private:
+  void render_forwards(std::string& out, const engine_view& engine) const;
   struct by_route {
     latency_histogram latency;
   };
@@ -72,7 +91,18 @@ class metrics {
       callback_record_failures_{0};
   latency_histogram callback_latency_;
   std::function<std::size_t()> callbacks_in_flight_;
+  std::array<std::atomic<std::uint64_t>, 5> forward_attempts_{};  // by forward_verdict_kind
+  std::atomic<std::uint64_t> forward_batches_sent_{0}, forward_requests_sent_{0}, forward_retries_{0},
+      forward_splits_{0}, forward_failures_{0}, forward_stale_{0}, forward_record_failures_{0};
+  latency_histogram forward_latency_;
+  std::function<std::size_t()> forwards_in_flight_;
 };
+
+// The label (and log value) of a verdict: sent, retry, too_large, bad_credentials, failed.
+std::string_view forward_verdict_label(forward_verdict_kind k);
+
+// A Prometheus label value, quoted: backslash, double quote and line feed escaped.
+std::string label_value(std::string_view v);
 
 // The route label of a request target: requests, request, discovery, certificate, metrics,
 // admin or other. `base_path` is the API's ("/v3").
