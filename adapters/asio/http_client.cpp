@@ -262,6 +262,7 @@ class connection : public std::enable_shared_from_this<connection> {
     if (auto literal = parse_ip_address(url_.host)) return on_resolved({*literal});
     if (client_.options().resolve) {
       auto r = client_.options().resolve(url_.host);
+      if (!r && r.error() == errc::destination_refused) return fail(std::move(r).error());  // refused by policy
       if (!r) return fail(network("could not resolve the destination host: " + r.error().message()));
       return on_resolved(std::move(*r));
     }

@@ -773,6 +773,7 @@ result<void> record_forward_outcome(write_transaction& txn, const distribution_p
       }
       ++report.split;
       OPENDSR_TRY(erase_batch(txn, oref, parts->seq, b));
+      OPENDSR_TRY(schedule_queue(txn, oref, *o, now));  // the smaller size may fill a batch now
       return txn.put(keys::output_key(oref), encode_output(*o));
     }
     case forward_verdict_kind::bad_credentials: {
@@ -960,6 +961,8 @@ std::vector<std::string> check_forward_tables(const std::map<std::string, std::s
     if (tail.size() < 8 || !outputs.contains(std::string(tail.substr(0, tail.size() - 8))))
       add("a forward belongs to no stored output");
   }
+  for (const std::string& key : expected_due)
+    if (!rows.contains(key)) add("a queue or batch that is due has no forward due key");
   for (const auto& [ref, r] : records)
     for (const auto& d : r.distribution) {
       const auto n = forwards.find({ref, d.name});

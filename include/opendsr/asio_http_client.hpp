@@ -59,6 +59,8 @@ struct asio_http_client_options {
   std::string user_agent = "opendsr";
   // Resolves a host name to addresses. Default (empty): the system resolver. Tests and embedders
   // with their own DNS set it; whatever it returns is checked against the policy like any answer.
+  // An errc::destination_refused it returns (a host the embedder never delivers to) is reported
+  // as it is; any other error is a network_error.
   std::function<result<std::vector<ip_address>>(const std::string& host)> resolve;
 };
 

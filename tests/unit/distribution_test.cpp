@@ -257,6 +257,25 @@ TEST_F(DistributionTest, TooLargeSplitsTheBatchAndRemembersTheSize) {
   EXPECT_EQ(e().outputs(ws)->at(0).max_items, 2u);
   for (const auto& h : halves) record(h, {forward_verdict_kind::sent, {}, {}, {}}, start);
   for (const auto& id : ids) EXPECT_EQ(entry(id, "Devices").status, distribution_state::sent);
+  // A 413 with forwards queued behind the batch: the smaller size sends them without waiting
+  // for the window.
+  for (int i = 0; i < 5; ++i) submit(erasure({{"ios_advertising_id", "IDFA-q" + std::to_string(i)}}));
+  auto queued = claim(start);
+  ASSERT_EQ(queued.size(), 2u);  // 2 + 2 at the learned size; the fifth waits for the window
+  for (const auto& q : queued) record(q, {forward_verdict_kind::sent, {}, {}, {}}, start);
+  ASSERT_TRUE(e().update_output(
+      ws, "Devices", {.settings = std::map<std::string, std::string>{{"max_items", "4"}, {"max_age_s", "3600"}}}, start));
+  for (int i = 0; i < 3; ++i) submit(erasure({{"ios_advertising_id", "IDFA-r" + std::to_string(i)}}));
+  auto four = claim(start);  // the fifth and three more fill a batch of 4
+  ASSERT_EQ(four.size(), 1u);
+  for (int i = 0; i < 3; ++i) submit(erasure({{"ios_advertising_id", "IDFA-s" + std::to_string(i)}}));
+  record(four[0], {forward_verdict_kind::too_large, {}, "HTTP 413", {}}, start);
+  auto after_split = claim(start);
+  EXPECT_EQ(after_split.size(), 3u);  // two halves, and two of the three queued at the size of 2
+  for (const auto& c : after_split) record(c, {forward_verdict_kind::sent, {}, {}, {}}, start);
+  auto leftover = claim(start + 1h);  // the last one, when its window closes
+  ASSERT_EQ(leftover.size(), 1u);
+  record(leftover[0], {forward_verdict_kind::sent, {}, {}, {}}, start + 1h);
   // A single request too large fails for good.
   ASSERT_TRUE(e().update_output(ws, "Devices", {.settings = std::map<std::string, std::string>{{"max_items", "1"}}}, start));
   const std::string one = submit(erasure({{"ios_advertising_id", "IDFA-x"}}));

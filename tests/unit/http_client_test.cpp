@@ -497,6 +497,19 @@ TEST(HttpClient, ConnectsOnlyToTheResolvedAddressesThatPass) {
   EXPECT_EQ(receiver->requests().size(), 1u);
 }
 
+TEST(HttpClient, AHostTheResolverRefusesIsRefusedNotRetried) {
+  auto o = loopback_http();
+  o.resolve = [](const std::string&) -> result<std::vector<ip_address>> {
+    return error(errc::destination_refused, "delivery is limited to this machine");
+  };
+  auto client = make_client(o);
+  ASSERT_TRUE(client);
+  auto r = exchange(*client, post("http://partner.example.com/scrub"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::destination_refused);
+  EXPECT_EQ(r.error().message(), "delivery is limited to this machine");
+}
+
 TEST(HttpClient, AFailedLookupIsANetworkError) {
   auto o = loopback_http();
   o.resolve = [](const std::string&) -> result<std::vector<ip_address>> {
