@@ -16,6 +16,7 @@ std::string_view method_label(std::string_view m) {
   if (m == "GET") return "GET";
   if (m == "POST") return "POST";
   if (m == "DELETE") return "DELETE";
+  if (m == "PATCH") return "PATCH";
   return "other";
 }
 

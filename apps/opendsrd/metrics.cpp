@@ -245,6 +245,7 @@ std::string_view route_label(std::string_view target, std::string_view base_path
   if (path == "/discovery" || path == "/discovery/") return "discovery";
   if (path.starts_with("/results/")) return "results";
   if (path == "/subject-data" || path == "/subject-data/") return "subject_data";
+  if (path == "/outputs" || path.starts_with("/outputs/")) return "outputs";
   return "other";
 }
 

@@ -104,8 +104,8 @@ std::string_view forward_verdict_label(forward_verdict_kind k);
 // A Prometheus label value, quoted: backslash, double quote and line feed escaped.
 std::string label_value(std::string_view v);
 
-// The route label of a request target: requests, request, discovery, certificate, metrics,
-// admin or other. `base_path` is the API's ("/v3").
+// The route label of a request target: requests, request, discovery, results, subject_data,
+// outputs, certificate, metrics, admin or other. `base_path` is the API's ("/v3").
 std::string_view route_label(std::string_view target, std::string_view base_path, std::string_view certificate_path);
 
 // A storage that reports the duration and outcome of every write commit to `m`.
