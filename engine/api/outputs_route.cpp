@@ -4,6 +4,7 @@
 // collapse, is refused, and each message names the field it is about.
 #include "api/outputs_route.hpp"
 
+#include "common/json_handler.hpp"
 #include "common/json_text.hpp"
 
 #include <boost/json/basic_parser_impl.hpp>
@@ -63,23 +64,14 @@ struct output_fields {
 // The basic_parser handler. depth_ 0: before the body; 1: in the body, field_ the field whose
 // value comes next; 2: in settings or credentials (field_), key_ the key whose value comes next.
 // The first broken rule records the error and returns false, which stops the parser.
-class fields_handler {
+class fields_handler : public json_handler_defaults {
  public:
-  static constexpr std::size_t max_array_size = -1;
-  static constexpr std::size_t max_object_size = -1;
-  static constexpr std::size_t max_string_size = -1;
-  static constexpr std::size_t max_key_size = -1;
 
   explicit fields_handler(std::uint32_t allowed) : allowed_(allowed) {}
 
   output_fields& parsed() noexcept { return fields_; }
   std::optional<error>& failure() noexcept { return failure_; }
 
-  bool on_document_begin(json::error_code&) { return true; }
-  bool on_document_end(json::error_code&) { return true; }
-  bool on_comment_part(json::string_view, json::error_code&) { return true; }
-  bool on_comment(json::string_view, json::error_code&) { return true; }
-  bool on_number_part(json::string_view, json::error_code&) { return true; }
 
   bool on_object_begin(json::error_code&) {
     if (depth_ == 0 || (depth_ == 1 && (field_ == field::settings || field_ == field::credentials))) {

@@ -4,6 +4,7 @@
 // their messages are listed in docs/protocol.md.
 #include <opendsr/request.hpp>
 
+#include "common/json_handler.hpp"
 #include "common/json_text.hpp"
 #include "request/field_rules.hpp"
 
@@ -102,23 +103,14 @@ slot top_level_field(std::string_view key) noexcept {
 
 // The basic_parser handler. On the first broken rule it records the error and returns false,
 // which stops the parser.
-class request_handler {
+class request_handler : public detail::json_handler_defaults {
  public:
-  static constexpr std::size_t max_array_size = -1;
-  static constexpr std::size_t max_object_size = -1;
-  static constexpr std::size_t max_string_size = -1;
-  static constexpr std::size_t max_key_size = -1;
 
   explicit request_handler(const parse_options& options) : options_(options) {}
 
   request& parsed() noexcept { return request_; }
   std::optional<error>& failure() noexcept { return failure_; }
 
-  bool on_document_begin(json::error_code&) { return true; }
-  bool on_document_end(json::error_code&) { return true; }
-  bool on_comment_part(json::string_view, json::error_code&) { return true; }
-  bool on_comment(json::string_view, json::error_code&) { return true; }
-  bool on_number_part(json::string_view, json::error_code&) { return true; }
 
   bool on_object_begin(json::error_code&) {
     switch (const slot s = next_slot()) {
