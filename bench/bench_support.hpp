@@ -1,14 +1,18 @@
 // What the benchmarks share: ending a run on a broken setup (die, must); where their stores
 // live (a fresh, empty directory for one store, under $OPENDSR_BENCH_DIR when set, a disk to
 // measure, else the system's temporary directory) and the store under test (memory, or LMDB
-// durable, counting write transactions); pinning and CPU clocks; medians; and the lean loopback
-// HTTP server the delivery benchmarks (callbacks, forwards) send to.
+// durable, counting write transactions); pinning and CPU clocks; medians; the start of main()
+// and the registration of benchmarks timed in rounds; and, for the delivery benchmarks
+// (callbacks, forwards), the lean loopback HTTP server they send to and the client they send with.
 #pragma once
 
+#include <opendsr/asio_http_client.hpp>
 #include <opendsr/lmdb_storage.hpp>
 #include <opendsr/memory_storage.hpp>
 #include <opendsr/result.hpp>
 #include <opendsr/storage_wrapper.hpp>
+
+#include <benchmark/benchmark.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -99,6 +103,36 @@ inline void pin_to(int cpu) {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity: " + std::string(std::strerror(errno)));
+}
+
+// The start of a benchmark program's main(): benchmark::Initialize, then, before any thread
+// starts, the main thread (and every thread started later) pinned to CPU 0 unless pinning() is
+// off, and warn_if_tmpfs(). Returns false (main returns 1) on an argument the library does not know.
+inline bool start_benchmarks(int& argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return false;
+  if (pinning()) pin_to(0);
+  warn_if_tmpfs();
+  return true;
+}
+
+// Registers `run` as `name`: `rounds` iterations, each timed by the benchmark (manual time), in
+// milliseconds.
+template <class Run>
+void register_rounds(const std::string& name, std::size_t rounds, Run run) {
+  benchmark::RegisterBenchmark(name.c_str(), std::move(run))
+      ->UseManualTime()
+      ->Iterations(static_cast<benchmark::IterationCount>(rounds))
+      ->Unit(benchmark::kMillisecond);
+}
+
+// The Asio client with `threads` I/O threads, allowed to send plain HTTP to loopback receivers.
+inline std::unique_ptr<http_client> loopback_http_client(std::size_t threads) {
+  asio_http_client_options o;
+  o.policy.allow_http = true;
+  o.policy.allow_loopback = true;
+  o.threads = threads;
+  return must(make_asio_http_client(o), "making the http client");
 }
 
 // User + system CPU of the whole process, in seconds.

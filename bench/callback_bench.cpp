@@ -238,13 +238,7 @@ struct environment {
   // The client with `threads` I/O threads (made on the main thread: they inherit CPU 0).
   http_client& client(std::size_t threads) {
     std::unique_ptr<http_client>& c = clients[threads];
-    if (!c) {
-      asio_http_client_options o;
-      o.policy.allow_http = true;
-      o.policy.allow_loopback = true;
-      o.threads = threads;
-      c = must(make_asio_http_client(o), "making the http client");
-    }
+    if (!c) c = bench::loopback_http_client(threads);
     return *c;
   }
 
@@ -394,13 +388,9 @@ void register_all() {
   for (const config& c : configs) {
     const std::string name = std::string("BM_callbacks/") + c.store + "/client_threads:" + std::to_string(c.client_threads) +
                              "/in_flight:" + std::to_string(c.max_in_flight) + "/claim:" + std::to_string(c.claim_batch);
-    benchmark::RegisterBenchmark(name.c_str(),
-                                 [c](benchmark::State& state) {
-                                   BM_callbacks(state, c.kind, c.client_threads, c.max_in_flight, c.claim_batch, per_round);
-                                 })
-        ->UseManualTime()
-        ->Iterations(static_cast<benchmark::IterationCount>(rounds))
-        ->Unit(benchmark::kMillisecond);
+    bench::register_rounds(name, rounds, [c](benchmark::State& state) {
+      BM_callbacks(state, c.kind, c.client_threads, c.max_in_flight, c.claim_batch, per_round);
+    });
   }
 }
 
@@ -408,12 +398,9 @@ void register_all() {
 }  // namespace opendsr
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  // Before any thread starts: the floor, the first poll() and the client's I/O thread run on
-  // CPU 0; the receiver pins itself to CPU 1.
-  if (opendsr::bench::pinning()) opendsr::bench::pin_to(0);
-  opendsr::bench::warn_if_tmpfs();
+  // The floor, the first poll() and the client's I/O thread run on CPU 0; the receiver pins
+  // itself to CPU 1.
+  if (!opendsr::bench::start_benchmarks(argc, argv)) return 1;
   opendsr::register_all();
   const opendsr::cpu_keeper awake;
   if (awake.on()) opendsr::keeper = &awake;

@@ -114,11 +114,7 @@ const std::string blueshift_body = "{}";
 struct environment {
   environment()
       : kochava(bench::pinning() ? 1 : -1, answer(kochava_body)), blueshift(bench::pinning() ? 1 : -1, answer(blueshift_body)) {
-    asio_http_client_options o;
-    o.policy.allow_http = true;
-    o.policy.allow_loopback = true;
-    o.threads = 2;  // opendsrd: one per core (made on the main thread: they inherit CPU 0)
-    client = must(make_asio_http_client(o), "making the http client");
+    client = bench::loopback_http_client(2);  // opendsrd: one per core (made on the main thread: they inherit CPU 0)
     callback_url = "http://127.0.0.1:" + std::to_string(kochava.port()) + "/cb";  // never called: no callback dispatcher runs
   }
 
@@ -433,11 +429,8 @@ void register_all() {
                           config{"memory/blueshift", memory, blueshift, blueshift_requests},
                           config{"lmdb_durable/kochava", lmdb_durable, kochava, kochava_requests},
                           config{"lmdb_durable/blueshift", lmdb_durable, blueshift, blueshift_requests}}) {
-    benchmark::RegisterBenchmark((std::string("BM_forward/") + c.name + "/requests:" + std::to_string(c.requests)).c_str(),
-                                 [c](benchmark::State& state) { BM_forward(state, c.kind, c.which, c.requests); })
-        ->UseManualTime()
-        ->Iterations(static_cast<benchmark::IterationCount>(rounds))
-        ->Unit(benchmark::kMillisecond);
+    bench::register_rounds(std::string("BM_forward/") + c.name + "/requests:" + std::to_string(c.requests), rounds,
+                           [c](benchmark::State& state) { BM_forward(state, c.kind, c.which, c.requests); });
   }
 }
 
@@ -461,12 +454,9 @@ void print_summary() {
 }  // namespace opendsr
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  // Before any thread starts: the main thread, the dispatcher's worker and the client's I/O
-  // threads run on CPU 0; the receivers pin themselves to CPU 1.
-  if (opendsr::bench::pinning()) opendsr::bench::pin_to(0);
-  opendsr::bench::warn_if_tmpfs();
+  // The main thread, the dispatcher's worker and the client's I/O threads run on CPU 0; the
+  // receivers pin themselves to CPU 1.
+  if (!opendsr::bench::start_benchmarks(argc, argv)) return 1;
   opendsr::register_all();
   benchmark::RunSpecifiedBenchmarks();
   opendsr::print_summary();

@@ -5,6 +5,7 @@
 // the kill (its 2xx was never recorded, so it must go again). The clock is moved from a thread of
 // its own (the route answers only once the dispatchers are idle, which a held exchange delays),
 // and the kill waits on what the fakes hold: bounded polls only.
+#include "daemon_fixture.hpp"
 #include "distribution_daemon.hpp"
 
 #include <gtest/gtest.h>
@@ -16,7 +17,6 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace opendsr::testing {
@@ -31,13 +31,10 @@ std::string idfa(int n) {
 }
 std::string customer(int n) { return "cust-crash-" + std::to_string(n); }
 
-class DistributionCrash : public ::testing::Test {
+class DistributionCrash : public daemon_fixture {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
-    dir_ = make_temp_dir();
-    data_ = dir_ / "data";
-    ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "demo", demo_));
+    ASSERT_NO_FATAL_FAILURE(daemon_fixture::SetUp());
     for (auto* p : {&kochava_, &blueshift_}) {
       auto started = fake_partner::start({.standing = p == &kochava_ ? kochava_ok() : blueshift_ok()});
       ASSERT_TRUE(started) << started.error().message();
@@ -49,35 +46,12 @@ class DistributionCrash : public ::testing::Test {
     daemon_.reset();
     kochava_.reset();
     blueshift_.reset();
-    remove_temp_dir(dir_);
+    daemon_fixture::TearDown();
   }
 
-  // Starts (or restarts) the daemon with its clock at `at` (a test-mode clock starts where
-  // --test-start says, so a restart names the time the last run had reached).
+  // Starts (or restarts) the daemon with its clock at `at`.
   void start(const std::string& at = fulfilment_test_start) {
-    daemon_ = std::make_unique<fulfilment_daemon>(data_, std::vector<std::string>{"--no-demo", "--calls-per-minute", "0"}, at);
-    ASSERT_TRUE(daemon_->ready()) << daemon_->process().stdout_text() << daemon_->process().log();
-  }
-
-  // POST /admin/clock from a thread of its own: the answer comes once the dispatchers are idle,
-  // or never (the daemon is killed first).
-  void move_clock_async(const std::string& json) {
-    join_mover();
-    mover_ = std::thread([port = daemon_->port(), json] {
-      try {
-        wire::connection c(port);
-        if (c.send(wire::format_request("POST", "/admin/clock", {"Content-Type: application/json"}, json))) (void)c.read(120s);
-      } catch (const std::exception&) {
-      }
-    });
-  }
-  void join_mover() {
-    if (mover_.joinable()) mover_.join();
-  }
-  void kill() {
-    EXPECT_EQ(daemon_->process().stop(SIGKILL), -1);
-    join_mover();
-    daemon_.reset();
+    ASSERT_NO_FATAL_FAILURE(start_daemon({"--no-demo", "--calls-per-minute", "0"}, at));
   }
 
   std::string submit(int n, std::vector<std::pair<std::string, std::string>> identities) {
@@ -88,11 +62,7 @@ class DistributionCrash : public ::testing::Test {
   }
   std::string status(const std::string& id, std::string_view output) { return entry_status(daemon_->api(), id, demo_, output); }
 
-  fs::path dir_, data_;
-  workspace demo_;
-  std::unique_ptr<fulfilment_daemon> daemon_;
   std::unique_ptr<fake_partner> kochava_, blueshift_;
-  std::thread mover_;
 };
 
 TEST_F(DistributionCrash, KilledMidBatchNeitherLosesNorDuplicatesBeyondTheBatchInFlight) {
@@ -114,7 +84,7 @@ TEST_F(DistributionCrash, KilledMidBatchNeitherLosesNorDuplicatesBeyondTheBatchI
 
   // Wave B: five more. Blueshift holds the first it receives unanswered; Kochava will hold its
   // batch (the IDFAs of A and B) unanswered.
-  blueshift_->then(scripted_response::never());
+  blueshift_->respond_any(scripted_response::never());
   kochava_->set_standing(scripted_response::never());
   for (int n = 11; n <= 15; ++n) subject_of[submit(n, {{"controller_customer_id", customer(n)}, {"ios_advertising_id", idfa(n)}})] = n;
 
@@ -212,8 +182,8 @@ TEST_F(DistributionCrash, KilledBehindAHeldBatchTheQueuedAndClaimedBatchesAreSen
     auto k = outputs.add(kochava_output("kochava-small", kochava_->url(), {{"batch_max", "5"}}));
     ASSERT_EQ(k.status, 201) << k.body;
   }
-  kochava_->then(kochava_ok("job-1"));
-  kochava_->then(kochava_ok("job-2"));
+  kochava_->respond_any(kochava_ok("job-1"));
+  kochava_->respond_any(kochava_ok("job-2"));
   kochava_->set_standing(scripted_response::never());
   std::vector<std::string> ids;
   for (int n = 101; n <= 150; ++n) ids.push_back(submit(n, {{"ios_advertising_id", idfa(n)}}));

@@ -6,6 +6,7 @@
 // callbacks. Time passes only when a test moves the daemon's clock. POST /admin/clock answers once
 // the due batches are claimed and their requests started, so each move is followed by a bounded
 // wait until their outcomes are recorded (Distribution::tick); every other wait is a bounded poll.
+#include "daemon_fixture.hpp"
 #include "distribution_daemon.hpp"
 
 #include "../support/loopback_receiver.hpp"
@@ -46,13 +47,10 @@ std::string adid(std::uint64_t n) {
   return buf;
 }
 
-class Distribution : public ::testing::Test {
+class Distribution : public daemon_fixture {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
-    dir_ = make_temp_dir();
-    data_ = dir_ / "data";
-    ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "demo", demo_));
+    ASSERT_NO_FATAL_FAILURE(daemon_fixture::SetUp());
     kochava_ = start_partner(kochava_ok());
     blueshift_ = start_partner(blueshift_ok());
     ASSERT_TRUE(kochava_ && blueshift_);
@@ -61,7 +59,7 @@ class Distribution : public ::testing::Test {
     daemon_.reset();  // SIGKILL, if still running
     kochava_.reset();
     blueshift_.reset();
-    remove_temp_dir(dir_);
+    daemon_fixture::TearDown();
   }
 
   static std::unique_ptr<fake_partner> start_partner(scripted_response standing) {
@@ -74,8 +72,7 @@ class Distribution : public ::testing::Test {
   // starts at fulfilment_test_start, a Monday evening.
   void start(std::vector<std::string> flags = {}, std::string at = fulfilment_test_start) {
     flags.insert(flags.begin(), {"--no-demo", "--calls-per-minute", "0"});
-    daemon_ = std::make_unique<fulfilment_daemon>(data_, flags, at);
-    ASSERT_TRUE(daemon_->ready()) << daemon_->process().stdout_text() << daemon_->process().log();
+    ASSERT_NO_FATAL_FAILURE(start_daemon(std::move(flags), std::move(at)));
     outputs_ = std::make_unique<outputs_client>(daemon_->port(), demo_);
     received_at_start_ = kochava_->count() + blueshift_->count();  // the daemon's counters start at 0
   }
@@ -138,9 +135,6 @@ class Distribution : public ::testing::Test {
     return eventually([&] { return status(id, output) == expected; }, 10s);
   }
 
-  fs::path dir_, data_;
-  workspace demo_;
-  std::unique_ptr<fulfilment_daemon> daemon_;
   std::unique_ptr<outputs_client> outputs_;
   std::unique_ptr<fake_partner> kochava_, blueshift_;
   std::uint64_t serial_ = 0;
@@ -686,7 +680,7 @@ TEST_F(Distribution, CallbacksCarryTheSameExtensionsAsGet) {
 }
 
 TEST_F(Distribution, A413SplitsAKochavaBatchInHalvesAndEveryEntryIsSent) {
-  kochava_->then(partner_answer(413, R"({"error":"too large"})"));
+  kochava_->respond_any(partner_answer(413, R"({"error":"too large"})"));
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_NO_FATAL_FAILURE(add(kochava_output("kochava-main", kochava_->url())));
   std::vector<std::string> ids;
@@ -712,7 +706,7 @@ TEST_F(Distribution, A413SplitsAKochavaBatchInHalvesAndEveryEntryIsSent) {
 }
 
 TEST_F(Distribution, A429WithRetryAfterIsResentNoSoonerThanItSays) {
-  kochava_->then(retry_after_answer(120));
+  kochava_->respond_any(retry_after_answer(120));
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_NO_FATAL_FAILURE(add(kochava_output("kochava-main", kochava_->url())));
   const std::string id = erasure({{"ios_advertising_id", idfa(429)}});
@@ -730,7 +724,7 @@ TEST_F(Distribution, A429WithRetryAfterIsResentNoSoonerThanItSays) {
 }
 
 TEST_F(Distribution, ABlueshift500IsRetriedAfterTheBackoffThenSent) {
-  blueshift_->then(partner_answer(500, R"({"error":"contact Blueshift"})"));
+  blueshift_->respond_any(partner_answer(500, R"({"error":"contact Blueshift"})"));
   ASSERT_NO_FATAL_FAILURE(start());
   ASSERT_NO_FATAL_FAILURE(add(blueshift_output("blueshift-main", blueshift_->url())));
   const std::string id = erasure({{"email", "retry-500@example.com"}});
@@ -748,7 +742,7 @@ TEST_F(Distribution, ABlueshift500IsRetriedAfterTheBackoffThenSent) {
 // A partner that never answers: the attempt times out (--callback-timeout-ms bounds a partner
 // request too), is recorded as a retry, and the erasure is sent on the next attempt.
 TEST_F(Distribution, AHangingPartnerTimesOutAndTheErasureIsSentOnTheRetry) {
-  blueshift_->then(scripted_response::never());
+  blueshift_->respond_any(scripted_response::never());
   ASSERT_NO_FATAL_FAILURE(start({"--callback-timeout-ms", "300"}));
   ASSERT_NO_FATAL_FAILURE(add(blueshift_output("blueshift-main", blueshift_->url())));
   const std::string id = erasure({{"email", "hang-once@example.com"}});

@@ -5,6 +5,7 @@
 // controller checks it (docs/packages.md), and no value of the erased subject is left in the LMDB
 // files. The clock is moved from a thread of its own (the route answers only once the runner is
 // idle), and the kill waits on what the daemon leaves in its data directory: bounded polls only.
+#include "daemon_fixture.hpp"
 #include "daemon_process.hpp"
 
 #include "../support/fulfilment_daemon.hpp"
@@ -17,10 +18,8 @@
 #include <signal.h>
 
 #include <chrono>
-#include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace opendsr::testing {
@@ -34,49 +33,10 @@ constexpr int erased_events = 20'000;
 std::string big_event(int n) { return "{\"n\":" + std::to_string(n) + ",\"kind\":\"big\",\"page\":\"/a/" + std::to_string(n % 97) + "\"}"; }
 std::string small_event(int n) { return "{\"small\":" + std::to_string(n) + "}"; }
 
-class FulfilmentCrash : public ::testing::Test {
+class FulfilmentCrash : public daemon_fixture {
  protected:
-  void SetUp() override {
-    ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
-    dir_ = make_temp_dir();
-    data_ = dir_ / "data";
-    ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "demo", demo_));
-  }
-  void TearDown() override {
-    join_mover();
-    daemon_.reset();
-    remove_temp_dir(dir_);
-  }
-
-  // Starts (or restarts) the daemon with its clock at `at`: a test-mode clock starts where
-  // --test-start says, so a restart names the time the last run had reached.
-  void start(const std::string& at = fulfilment_test_start) {
-    daemon_ = std::make_unique<fulfilment_daemon>(data_, std::vector<std::string>{"--no-demo"}, at);
-    ASSERT_TRUE(daemon_->ready()) << daemon_->process().stdout_text() << daemon_->process().log();
-  }
-
-  // POST /admin/clock from a thread of its own, on its own connection: the answer comes once the
-  // runner is idle, or never (the daemon is killed first).
-  void move_clock_async(const std::string& json) {
-    join_mover();
-    mover_ = std::thread([port = daemon_->port(), json] {
-      try {
-        wire::connection c(port);
-        if (c.send(wire::format_request("POST", "/admin/clock", {"Content-Type: application/json"}, json)))
-          (void)c.read(120s);
-      } catch (const std::exception&) {
-      }
-    });
-  }
-  void join_mover() {
-    if (mover_.joinable()) mover_.join();
-  }
-
-  void kill() {
-    EXPECT_EQ(daemon_->process().stop(SIGKILL), -1);
-    join_mover();
-    daemon_.reset();
-  }
+  // Starts (or restarts) the daemon with its clock at `at`.
+  void start(const std::string& at = fulfilment_test_start) { ASSERT_NO_FATAL_FAILURE(start_daemon({"--no-demo"}, at)); }
 
   // Waits for `done`, then SIGKILLs the daemon; false if `done` never held (the daemon is killed
   // anyway).
@@ -133,10 +93,6 @@ class FulfilmentCrash : public ::testing::Test {
     return true;
   }
 
-  fs::path dir_, data_;
-  workspace demo_;
-  std::unique_ptr<fulfilment_daemon> daemon_;
-  std::thread mover_;
   std::size_t erase_count_ = erased_events;  // the events of the profile to erase
 };
 

@@ -4,33 +4,25 @@
 // files. Packages are checked with unzip, sha256sum and openssl (docs/packages.md); links with
 // curl. Time passes only when a test moves the daemon's clock (the route answers once the
 // fulfilment runner is idle, so a status read right after sees the outcome).
+#include "daemon_fixture.hpp"
 #include "daemon_process.hpp"
 
 #include "../support/fulfilment_daemon.hpp"
 
 #include <gtest/gtest.h>
 
-#include <memory>
 #include <string>
 #include <vector>
 
 namespace opendsr::testing {
 namespace {
 
-class Fulfilment : public ::testing::Test {
+class Fulfilment : public daemon_fixture {
  protected:
   void SetUp() override {
-    ASSERT_FALSE(env_path("OPENDSRD").empty()) << "OPENDSRD must name the opendsrd binary";
-    dir_ = make_temp_dir();
-    data_ = dir_ / "data";
-    ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "demo", demo_));
+    ASSERT_NO_FATAL_FAILURE(daemon_fixture::SetUp());
     ASSERT_NO_FATAL_FAILURE(add_workspace(data_, "other", other_));
-    daemon_ = std::make_unique<fulfilment_daemon>(data_, std::vector<std::string>{"--no-demo"});
-    ASSERT_TRUE(daemon_->ready()) << daemon_->process().stdout_text() << daemon_->process().log();
-  }
-  void TearDown() override {
-    daemon_.reset();  // SIGKILL, if still running
-    remove_temp_dir(dir_);
+    ASSERT_NO_FATAL_FAILURE(start_daemon({"--no-demo"}));
   }
 
   void import(const std::string& lines) {
@@ -51,9 +43,7 @@ class Fulfilment : public ::testing::Test {
     return false;
   }
 
-  fs::path dir_, data_;
-  workspace demo_, other_;
-  std::unique_ptr<fulfilment_daemon> daemon_;
+  workspace other_;
   std::uint64_t serial_ = 0;
 };
 

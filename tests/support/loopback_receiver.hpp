@@ -8,13 +8,15 @@
 //   1: method, target (path and query as sent), header fields, the exact body bytes. Requests the
 //   server refuses before they are whole (malformed, over its limits) are not recorded.
 // - Answers come from a script: per path (the target without its query), a FIFO of responses
-//   queued with respond(); an empty queue answers 202 with an empty body. A response with
-//   never_answer set holds the exchange open without answering until the receiver stops.
+//   queued with respond(); when that is empty, a FIFO for any path queued with respond_any(); when
+//   that is empty too, the standing answer (options.standing, by default
+//   202 with an empty body; set_standing() changes it). A response with never_answer set holds the
+//   exchange open without answering until the receiver stops; held() counts those exchanges.
 // - stop() (and the destructor) drops the held exchanges and stops the server; idempotent.
 //
 // Thread safety: every member may be called from any thread, except stop() and the destructor,
 // which must not run on the server's threads (never from inside a request).
-// Waiting: wait_for() is a bounded wait on a condition variable; nothing here sleeps.
+// Waiting: wait_for() and wait_held() are bounded waits on a condition variable; nothing here sleeps.
 #pragma once
 
 #include <opendsr/http.hpp>
@@ -67,23 +69,21 @@ struct loopback_receiver_options {
   // How long the receiver keeps an idle kept-alive connection open (to test a client's handling
   // of connections closed under it). Default: 60 s.
   std::chrono::milliseconds idle_timeout{60'000};
+  // The answer when the scripts are empty. Default: 202 with an empty body.
+  scripted_response standing = {};
+  // Largest request body accepted; a larger one is refused with 413 and not recorded.
+  // Default: the server's (1 MiB).
+  std::size_t max_body_bytes = http_server_options{}.max_body_bytes;
+  // How long a connection may take to send a whole request. Default: the server's (10 s).
+  std::chrono::milliseconds read_timeout = http_server_options{}.read_timeout;
 };
 
 class loopback_receiver {
  public:
   // Errors: whatever http_server::start() returns (a TLS identity it cannot use, no free port).
   static result<std::unique_ptr<loopback_receiver>> start(loopback_receiver_options options = {}) {
-    std::unique_ptr<loopback_receiver> r(new loopback_receiver(options.tls.has_value()));
-    http_server_options server;
-    server.address = "127.0.0.1";
-    server.port = 0;
-    server.threads = options.threads;
-    server.idle_timeout = options.idle_timeout;
-    server.drain_timeout = std::chrono::milliseconds(2'000);
-    server.tls = std::move(options.tls);
-    auto s = http_server::start(r->handler_, server);
-    if (!s) return std::move(s).error();
-    r->server_ = std::move(*s);
+    std::unique_ptr<loopback_receiver> r(new loopback_receiver());
+    if (auto s = r->listen(std::move(options)); !s) return std::move(s).error();
     return r;
   }
 
@@ -97,17 +97,44 @@ class loopback_receiver {
     state_->script[std::move(path)].push_back(std::move(response));
   }
 
+  // Queues the answer to the next request for any path (e.g. a partner's, whose URL carries
+  // account ids) that has none queued with respond(), after those already queued here.
+  void respond_any(scripted_response response) {
+    std::lock_guard lock(state_->mutex);
+    state_->any_path.push_back(std::move(response));
+  }
+
+  // Replaces the answer given when both scripts are empty.
+  void set_standing(scripted_response response) {
+    std::lock_guard lock(state_->mutex);
+    state_->standing = std::move(response);
+  }
+
   // Every request received so far, in arrival order.
   std::vector<received_request> requests() const {
     std::lock_guard lock(state_->mutex);
     return state_->received;
   }
+  std::size_t count() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->received.size();
+  }
 
   // Waits until at least `count` requests have been received or `timeout` passed. Returns
   // whether they were.
-  bool wait_for(std::size_t count, std::chrono::milliseconds timeout) const {
+  bool wait_for(std::size_t count, std::chrono::milliseconds timeout = std::chrono::seconds(15)) const {
     std::unique_lock lock(state_->mutex);
     return state_->arrived.wait_for(lock, timeout, [&] { return state_->received.size() >= count; });
+  }
+
+  // Exchanges held unanswered now (never_answer).
+  std::size_t held() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->held.size();
+  }
+  bool wait_held(std::size_t count, std::chrono::milliseconds timeout = std::chrono::seconds(15)) const {
+    std::unique_lock lock(state_->mutex);
+    return state_->arrived.wait_for(lock, timeout, [&] { return state_->held.size() >= count; });
   }
 
   // "http://127.0.0.1:PORT" + path ("https://..." when serving TLS). REQUIRES: path is empty or
@@ -134,12 +161,36 @@ class loopback_receiver {
     if (server_) server_->stop();
   }
 
+ protected:
+  loopback_receiver() = default;
+
+  // Starts the server. REQUIRES: called once, before the receiver is shared.
+  result<void> listen(loopback_receiver_options options) {
+    tls_ = options.tls.has_value();
+    state_->standing = std::move(options.standing);
+    http_server_options server;
+    server.address = "127.0.0.1";
+    server.port = 0;
+    server.threads = options.threads;
+    server.max_body_bytes = options.max_body_bytes;
+    server.read_timeout = options.read_timeout;
+    server.idle_timeout = options.idle_timeout;
+    server.drain_timeout = std::chrono::milliseconds(2'000);
+    server.tls = std::move(options.tls);
+    auto s = http_server::start(handler_, server);
+    if (!s) return std::move(s).error();
+    server_ = std::move(*s);
+    return {};
+  }
+
  private:
   struct state {
     mutable std::mutex mutex;
     mutable std::condition_variable arrived;
     std::vector<received_request> received;
     std::map<std::string, std::deque<scripted_response>, std::less<>> script;
+    std::deque<scripted_response> any_path;
+    scripted_response standing;
     std::vector<http_responder> held;
     bool stopping = false;
   };
@@ -150,7 +201,7 @@ class loopback_receiver {
 
     http_head_decision on_head(const http_request&) override {
       return http_body_handler([s = state_](http_request request, http_responder respond) {
-        std::optional<scripted_response> answer;
+        scripted_response answer;
         {
           std::lock_guard lock(s->mutex);
           received_request r;
@@ -163,16 +214,18 @@ class loopback_receiver {
           if (auto it = s->script.find(path); it != s->script.end() && !it->second.empty()) {
             answer = std::move(it->second.front());
             it->second.pop_front();
+          } else if (!s->any_path.empty()) {
+            answer = std::move(s->any_path.front());
+            s->any_path.pop_front();
+          } else {
+            answer = s->standing;
           }
           s->received.push_back(std::move(r));
+          if (answer.never_answer && !s->stopping) s->held.push_back(std::move(respond));
           s->arrived.notify_all();
-          if (answer && answer->never_answer) {
-            if (!s->stopping) s->held.push_back(std::move(respond));
-            return;  // held, or dropped when stopping
-          }
+          if (answer.never_answer) return;  // held, or dropped when stopping
         }
-        if (!answer) return respond(http_response{202, {}, {}});
-        respond(http_response{answer->status, std::move(answer->headers), std::move(answer->body)});
+        respond(http_response{answer.status, std::move(answer.headers), std::move(answer.body)});
       });
     }
 
@@ -185,9 +238,7 @@ class loopback_receiver {
     std::shared_ptr<state> state_;
   };
 
-  explicit loopback_receiver(bool tls) : tls_(tls) {}
-
-  bool tls_;
+  bool tls_ = false;
   std::shared_ptr<state> state_ = std::make_shared<state>();
   handler handler_{state_};
   std::unique_ptr<http_server> server_;

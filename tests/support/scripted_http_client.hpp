@@ -20,11 +20,18 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
 namespace opendsr::testing {
+
+// The value of the header field `name` of `r`, or "<none>".
+inline std::string header(const http_client_request& r, std::string_view name) {
+  return std::string(r.headers.get(name).value_or("<none>"));
+}
 
 class scripted_client final : public http_client {
  public:
@@ -142,5 +149,20 @@ class running_dispatcher {
   scripted_client* client_;
   std::unique_ptr<Dispatcher> d_;
 };
+
+// The restart of an owner: "node-1" has claimed work and crashed. A dispatcher of "node-2" sends
+// none of it (node-1's lease holds until it expires); then node-1 restarts, which releases its
+// leases, and its first poll sends the work at once. `start(owner)` starts a dispatcher of
+// `owner`, a running_dispatcher; returns node-1's, polled once (the test checks what it sent).
+template <class Start>
+auto restart_owner(scripted_client& client, Start start) {
+  auto d = start("node-2");
+  d.poll();
+  EXPECT_EQ(client.waiting(), 0u);  // another owner's lease holds until it expires
+  d.reset();
+  auto again = start("node-1");  // node-1 restarts: its leases are released
+  again.poll();
+  return again;
+}
 
 }  // namespace opendsr::testing

@@ -18,6 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::at;
+using testing::header;
 using testing::make_body;
 using testing::scripted_client;
 using testing::uuid_v4;
@@ -35,10 +36,6 @@ class counting_signer final : public signer {
   std::string_view certificate_pem() const override { return ""; }
   mutable std::atomic<int> calls{0};
 };
-
-std::string header(const http_client_request& r, std::string_view name) {
-  return std::string(r.headers.get(name).value_or("<none>"));
-}
 
 std::string status_in(const http_client_request& r) {
   for (const char* s : {"pending", "in_progress", "completed", "cancelled"})
@@ -238,12 +235,7 @@ TEST_F(DispatcherTest, ARestartedOwnerSendsWhatWasInFlightAtOnceAndALateOutcomeI
   clock_.set(first_flush);
   auto claimed = engine_->claim_callbacks(clock_.now(), 10, "node-1").value();  // then "crashed"
   ASSERT_EQ(claimed.size(), 1u);
-  auto d = start({.owner = "node-2"});
-  d.poll();
-  EXPECT_EQ(client_.waiting(), 0u);  // another owner's lease holds until it expires
-  d.reset();
-  auto again = start({.owner = "node-1"});  // node-1 restarts: its leases are released
-  again.poll();
+  auto again = testing::restart_owner(client_, [&](const char* owner) { return start({.owner = owner}); });
   ASSERT_EQ(client_.waiting(), 1u);
   client_.answer(202);
   callback_outcome late{claimed[0].entry_key, claimed[0].lease, true, "x", {}};

@@ -22,6 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::at;
+using testing::header;
 using testing::make_body;
 using testing::scripted_client;
 using testing::uuid_v4;
@@ -90,10 +91,6 @@ class test_kind final : public partner_kind {
   }
   mutable std::atomic<int> configured{0};
 };
-
-std::string header(const http_client_request& r, std::string_view name) {
-  return std::string(r.headers.get(name).value_or("<none>"));
-}
 
 output_change new_key(std::string api_key) {
   output_change c;
@@ -441,12 +438,7 @@ TEST_F(ForwardDispatcherTest, ARestartedOwnerSendsWhatItHadClaimedAtOnceAndALate
   submit(1);
   auto claimed = engine_->claim_forwards(clock_.now(), 10, "node-1").value();  // then "crashed"
   ASSERT_EQ(claimed.size(), 1u);
-  auto d = start({.owner = "node-2"});
-  d.poll();
-  EXPECT_EQ(client_.waiting(), 0u);  // another owner's lease holds until it expires
-  d.reset();
-  auto again = start({.owner = "node-1"});  // node-1 restarts: its leases are released
-  again.poll();
+  auto again = testing::restart_owner(client_, [&](const char* owner) { return start({.owner = owner}); });
   ASSERT_EQ(client_.waiting(), 1u);
   client_.answer(200);
   EXPECT_EQ(entry(1, "crm").status, distribution_state::sent);
