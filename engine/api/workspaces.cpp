@@ -12,7 +12,13 @@ namespace {
 // The directory's table in the store: its byte, then the API key.
 constexpr char workspace_table = static_cast<char>(detail::keys::table::workspace);
 
-std::string key_of(std::string_view api_key) { return std::string(1, workspace_table) + std::string(api_key); }
+// Appended, not concatenated: GCC 12 at -O3 reports a false -Wrestrict on
+// std::string(1, c) + std::string(view).
+std::string key_of(std::string_view api_key) {
+  std::string key(1, workspace_table);
+  key += api_key;
+  return key;
+}
 
 // A stored entry: the workspace id, '\n', the secret's hash (neither contains '\n').
 std::string encode(std::string_view workspace_id, std::string_view hash) {
